@@ -1,0 +1,80 @@
+"""Nearest-code search, chunked ("divide-and-conquer", paper A.1).
+
+Peak extra memory is O(chunk_size × K), never O(N × K): the (N, K) distance matrix is never
+materialised. On CUDA the distances may be computed in half precision (A.1); the caller gathers the
+selected code vectors from the full-precision codebook, so the only effect of the reduced precision
+is on near-ties of the argmin.
+"""
+
+from __future__ import annotations
+
+import torch
+
+# Elements of one (chunk, K) distance block. 2**24 fp32 elements = 64 MiB; big enough that the GEMM
+# runs at full speed, small enough that 1M vectors x 4096 codes stay far below 1 GB.
+DEFAULT_BLOCK_ELEMENTS = 2**24
+
+
+def default_chunk_size(codebook_size: int, block_elements: int = DEFAULT_BLOCK_ELEMENTS) -> int:
+    """Rows per chunk so that one (chunk, K) distance block holds about `block_elements` values."""
+    return max(1, block_elements // max(1, codebook_size))
+
+
+def _search_dtype(z: torch.Tensor, half_precision: bool) -> torch.dtype:
+    if half_precision and z.device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def squared_distances(z: torch.Tensor, codebook: torch.Tensor, codebook_sq: torch.Tensor | None = None) -> torch.Tensor:
+    """‖z_i − c_j‖² − ‖z_i‖² = ‖c_j‖² − 2 z_i·c_j, shape (N, K).
+
+    The ‖z_i‖² term is constant per row, so the argmin (eq 5) and the softmax of eq 12 do not need it.
+    """
+    if codebook_sq is None:
+        codebook_sq = codebook.pow(2).sum(-1)
+    return torch.addmm(codebook_sq.unsqueeze(0), z, codebook.t(), beta=1.0, alpha=-2.0)
+
+
+@torch.no_grad()
+def nearest_code(
+    z: torch.Tensor,
+    codebook: torch.Tensor,
+    *,
+    chunk_size: int | None = None,
+    half_precision: bool = True,
+    temperature: float | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Index of the nearest code for every row of `z` (eq 5), or a sample ∝ exp(−d/τ) (eq 12).
+
+    Args:
+        z: (N, D) floating-point vectors.
+        codebook: (K, D) code vectors (the effective codebook, affine already applied).
+        chunk_size: rows per chunk; default keeps one (chunk, K) block near 64 MiB.
+        half_precision: on CUDA, compute distances in bf16/fp16 (A.1). Ignored on CPU.
+        temperature: τ of the stochastic baseline (eq 12) with d = ½‖z − c‖². Sampling uses the
+            Gumbel-max trick chunk by chunk, so it needs no (N, K) matrix either. None = argmin.
+        generator: optional torch.Generator for the Gumbel noise.
+
+    Returns:
+        (N,) int64 indices.
+    """
+    n = z.shape[0]
+    if chunk_size is None:
+        chunk_size = default_chunk_size(codebook.shape[0])
+    dtype = _search_dtype(z, half_precision)
+    cb = codebook.detach().to(dtype)
+    cb_sq = codebook.detach().float().pow(2).sum(-1).to(dtype)
+    out = torch.empty(n, dtype=torch.long, device=z.device)
+    for start in range(0, n, chunk_size):
+        block = squared_distances(z[start : start + chunk_size].detach().to(dtype), cb, cb_sq)
+        if temperature is None:
+            out[start : start + chunk_size] = block.argmin(dim=1)
+        else:
+            # argmax(−d/τ + Gumbel) is a sample from softmax(−d/τ); the row-constant ‖z‖² cancels.
+            logits = block.float().mul_(-0.5 / temperature)
+            u = torch.rand(logits.shape, device=z.device, generator=generator).clamp_(min=1e-20)
+            logits.sub_(u.log_().neg_().log_())
+            out[start : start + chunk_size] = logits.argmax(dim=1)
+    return out
