@@ -485,6 +485,8 @@ class ImageTransform:
         self.mode = "L" if num_channels == 1 else "RGB"
         self.mean = torch.as_tensor(mean, dtype=torch.float32).reshape(-1, 1, 1)
         self.std = torch.as_tensor(std, dtype=torch.float32).reshape(-1, 1, 1)
+        if {len(self.mean), len(self.std)} - {1, num_channels}:
+            raise ValueError(f"mean and std need 1 or {num_channels} values, got {mean} and {std}")
         self.image_column = image_column
         self.label_column = label_column
         self.resample = _RESAMPLE[resample]
@@ -511,7 +513,7 @@ def collate_fn(examples: list[dict]) -> dict[str, torch.Tensor]:
 
     "labels" only when the examples have them.
     """
-    batch = {"pixel_values": torch.stack([e["pixel_values"] for e in examples]).float()}
+    batch = {"pixel_values": torch.stack([e["pixel_values"] for e in examples])}
     if "labels" in examples[0]:
         batch["labels"] = torch.tensor([e["labels"] for e in examples], dtype=torch.int64)
     return batch

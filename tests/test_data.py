@@ -224,7 +224,8 @@ def test_load_image_folder(tmp_path):
     for name in ("cat", "dog"):
         (tmp_path / "folder" / name).mkdir(parents=True)
         for i in range(5):
-            Image.fromarray(rng.integers(0, 256, (12, 10, 3), dtype=np.uint8)).save(tmp_path / "folder" / name / f"{i}.png")
+            pixels = rng.integers(0, 256, (12, 10, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "folder" / name / f"{i}.png")
     dd = load_image_dataset(tmp_path / "folder")
     assert (len(dd["train"]), len(dd["test"])) == (9, 1)
     assert dd["train"].features["label"].names == ["cat", "dog"]
@@ -321,3 +322,5 @@ def test_transform_normalizations_are_exact():
         ImageTransform(8, 2)
     with pytest.raises(ValueError, match="normalize"):
         ImageTransform(8, normalize="imagenet")
+    with pytest.raises(ValueError, match="1 or 1 values"):
+        ImageTransform(8, 1, normalize=(mean, std))
