@@ -88,23 +88,31 @@ class AlternatingOptimizer:
 
     def run(self, vq: VectorQuantizer, z: torch.Tensor) -> torch.Tensor | None:
         """Take the inner steps for `vq` on detached (N, D) z (already l2-normalised in cosine mode).
-        Returns the indices to reuse (k = 1, fused) or None (search again with the updated codebook)."""
+        Returns the indices to reuse (k = 1, fused) or None (search again with the updated codebook).
+
+        Every rank takes exactly k steps, even on an empty sub-batch, so the collectives stay matched."""
         params = vq.codebook_parameters()
         indices = None
-        for part in torch.chunk(z, self.inner_steps) if z.shape[0] else ():
+        for part in torch.tensor_split(z, self.inner_steps):
             codebook = vq._output_codebook(z.dtype)
             indices = vq._search(part, codebook, stochastic=True)
             _, loss, _ = straight_through(part, codebook, indices, commitment_weight=vq.commitment_weight, beta=vq.beta)
             grads = torch.autograd.grad(loss, params, allow_unused=True)
-            self._step(params, grads)
+            self._step(params, grads, part.shape[0])
         return indices if self.inner_steps == 1 else None
 
-    def _step(self, params: list[torch.Tensor], grads: tuple[torch.Tensor | None, ...]) -> None:
+    def _step(self, params: list[torch.Tensor], grads: tuple[torch.Tensor | None, ...], count: int) -> None:
+        """Optimizer step on the gradient of the mean loss over all ranks' vectors: each rank's mean-loss
+        gradient is weighted by its vector count before the all-reduce."""
         saved = [p.grad for p in params]
-        world = world_size()
+        grads = [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
+        if world_size() > 1:
+            flat = torch.cat([g.reshape(-1) * count for g in grads] + [grads[0].new_tensor([float(count)])])
+            all_reduce_sum(flat)
+            flat = flat[:-1] / flat[-1].clamp_min(1)
+            grads = [chunk.view_as(p) for chunk, p in zip(flat.split([p.numel() for p in params]), params)]
         for p, g in zip(params, grads):
-            g = torch.zeros_like(p) if g is None else g
-            p.grad = all_reduce_sum(g) / world if world > 1 else g
+            p.grad = g
         self.optimizer.step()
         for p, g in zip(params, saved):
             p.grad = g
