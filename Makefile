@@ -1,0 +1,41 @@
+# Two commands do everything on a fresh machine: `make demo` (the main job) and `make test`.
+# torch comes first and pinned: torch==2.13.0 is a CPU build on this machine's disk, while an unpinned
+# torch pulled in by a dependency would download a multi-GB CUDA build.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH ?= torch==2.13.0
+FASHION_MNIST := /usr/share/datasets/fashion-mnist
+
+.PHONY: install system-deps test demo bench reproduce clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(TORCH)
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed system-deps
+
+# Fashion-MNIST ships as a Debian package (offline data for tests and recipes).
+system-deps:
+	@if [ ! -d $(FASHION_MNIST) ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq dataset-fashion-mnist; fi; \
+	fi
+
+test: install
+	$(PY) -m pytest -q
+
+demo: install
+	$(VENV)/bin/accelerate launch --num_processes 1 --cpu training/train_vqvae.py --config configs/demo_vqvae.yaml
+
+bench: install
+	$(PY) benchmarks/quantizer.py
+
+reproduce: install
+	$(PY) training/reproduce.py
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache
