@@ -94,6 +94,7 @@ class EMAAffine(nn.Module):
         statistics.
         """
         groups, d = self.ze_mean.shape
+        z = z.to(self.ze_mean.dtype)
         stats = z.new_zeros(groups, 2 * d + 1)
         stats[:, :d].index_add_(0, group_of_vector, z)
         stats[:, d : 2 * d].index_add_(0, group_of_vector, z * z)
@@ -104,7 +105,7 @@ class EMAAffine(nn.Module):
         mean = stats[:, :d] / count.clamp_min(1)
         var = (stats[:, d : 2 * d] / count.clamp_min(1) - mean * mean).clamp_min(0)
 
-        codes = codebook.detach().float().view(groups, -1, d)
+        codes = codebook.detach().to(z.dtype).view(groups, -1, d)
         c_mean, c_var = codes.mean(1), codes.var(1, unbiased=False)
 
         m = 1.0 if not bool(self.initialized) else self.momentum

@@ -58,9 +58,9 @@ def _is_number(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
-def batch_perplexity(indices: torch.Tensor, codebook_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(perplexity 2^H(p) of the code histogram, fraction of codes used) for flat int64 `indices`."""
-    counts = torch.bincount(indices, minlength=codebook_size).float()
+def histogram_perplexity(counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(perplexity 2^H(p), fraction of codes used) of a (K,) code histogram."""
+    counts = counts.float()
     probs = counts / counts.sum().clamp_min(1)
     entropy = -(probs * torch.log(probs.clamp_min(1e-12))).sum()  # nats; 2^H(bits) = e^H(nats)
     return entropy.exp(), (counts > 0).float().mean()
@@ -421,11 +421,12 @@ class VectorQuantizer(nn.Module):
                 z_in, codebook, indices, sync_nu=self.sync_nu, commitment_weight=self.commitment_weight,
                 beta=self.beta, codebook_term=self.codebook_update == "gradient" and not inner,
             )
-            perplexity, usage = batch_perplexity(indices, self.codebook_size)
+            counts = torch.bincount(indices, minlength=self.codebook_size)
+            perplexity, usage = histogram_perplexity(counts)
 
             if training:
                 with torch.no_grad():
-                    self._step_hits.add_(torch.bincount(indices, minlength=self.codebook_size))
+                    self._step_hits.add_(counts)
                     if isinstance(self.affine, EMAAffine):
                         group = indices // (self.codebook_size // self.affine_groups)
                         self.affine.update(z_in.detach(), group, self.codebook_signal)

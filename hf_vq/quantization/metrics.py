@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from .alternating import find_quantizers
-from .layer import batch_perplexity
+from .layer import histogram_perplexity
 from .search import nearest_code
 
 
@@ -21,7 +21,7 @@ def code_histogram(indices: torch.Tensor, codebook_size: int) -> torch.Tensor:
 
 def perplexity(indices: torch.Tensor, codebook_size: int) -> float:
     """2^H(p) of the code histogram (§5.1): 1 = collapse onto one code, K = uniform use."""
-    return float(batch_perplexity(indices.reshape(-1).long(), codebook_size)[0])
+    return float(histogram_perplexity(code_histogram(indices, codebook_size))[0])
 
 
 def active_code_ratio(indices: torch.Tensor, codebook_size: int) -> float:
