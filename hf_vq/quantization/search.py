@@ -2,8 +2,12 @@
 
 Peak extra memory is O(chunk_size × K), never O(N × K): the (N, K) distance matrix is never
 materialised. On CUDA the distances may be computed in half precision (A.1); the caller gathers the
-selected code vectors from the full-precision codebook, so the only effect of the reduced precision
-is on near-ties of the argmin.
+selected code vectors from the full-precision codebook.
+
+Precision: ‖c‖² − 2z·c loses the gaps between codes when the norms are large (bf16 keeps 8 bits, fp32
+24). Distances are translation invariant, so both sides are first centred on the codebook mean, which
+removes any common offset; with a reduced-precision GEMM the `rerank` best candidates per vector are
+then re-scored in fp32, so the result is the exact argmin unless the true nearest code is not among them.
 """
 
 from __future__ import annotations
@@ -20,10 +24,13 @@ def default_chunk_size(codebook_size: int, block_elements: int = DEFAULT_BLOCK_E
     return max(1, block_elements // max(1, codebook_size))
 
 
+DEFAULT_RERANK = 8
+
+
 def _search_dtype(z: torch.Tensor, half_precision: bool) -> torch.dtype:
     if half_precision and z.device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.float32
+    return z.dtype
 
 
 def squared_distances(z: torch.Tensor, codebook: torch.Tensor, codebook_sq: torch.Tensor | None = None) -> torch.Tensor:
@@ -45,6 +52,8 @@ def nearest_code(
     half_precision: bool = True,
     temperature: float | None = None,
     generator: torch.Generator | None = None,
+    search_dtype: torch.dtype | None = None,
+    rerank: int = DEFAULT_RERANK,
 ) -> torch.Tensor:
     """Index of the nearest code for every row of `z` (eq 5), or a sample ∝ exp(−d/τ) (eq 12).
 
@@ -56,6 +65,9 @@ def nearest_code(
         temperature: τ of the stochastic baseline (eq 12) with d = ½‖z − c‖². Sampling uses the
             Gumbel-max trick chunk by chunk, so it needs no (N, K) matrix either. None = argmin.
         generator: optional torch.Generator for the Gumbel noise.
+        search_dtype: dtype of the distance GEMM; default float32/float64 as z, or bf16/fp16 on CUDA
+            when half_precision.
+        rerank: with a reduced-precision search_dtype, candidates re-scored exactly per vector.
 
     Returns:
         (N,) int64 indices.
@@ -63,13 +75,22 @@ def nearest_code(
     n = z.shape[0]
     if chunk_size is None:
         chunk_size = default_chunk_size(codebook.shape[0])
-    dtype = _search_dtype(z, half_precision)
-    cb = codebook.detach().to(dtype)
-    cb_sq = codebook.detach().float().pow(2).sum(-1).to(dtype)
+    dtype = search_dtype or _search_dtype(z, half_precision)
+    exact = codebook.detach().to(torch.promote_types(z.dtype, torch.float32))
+    center = exact.mean(0)
+    exact = exact - center
+    exact_sq = exact.pow(2).sum(-1)
+    reduced = dtype.itemsize < exact.dtype.itemsize
+    cb, cb_sq = (exact.to(dtype), exact_sq.to(dtype)) if reduced else (exact, exact_sq)
     out = torch.empty(n, dtype=torch.long, device=z.device)
     for start in range(0, n, chunk_size):
-        block = squared_distances(z[start : start + chunk_size].detach().to(dtype), cb, cb_sq)
-        if temperature is None:
+        chunk = z[start : start + chunk_size].detach().to(exact.dtype) - center
+        block = squared_distances(chunk.to(dtype), cb, cb_sq)
+        if temperature is None and reduced and rerank > 1 and cb.shape[0] > 1:
+            cand = block.topk(min(rerank, cb.shape[0]), dim=1, largest=False).indices  # (n, r)
+            scores = exact_sq[cand] - 2 * torch.einsum("nd,nrd->nr", chunk, exact[cand])
+            out[start : start + chunk_size] = cand.gather(1, scores.argmin(1, keepdim=True)).squeeze(1)
+        elif temperature is None:
             out[start : start + chunk_size] = block.argmin(dim=1)
         else:
             # argmax(−d/τ + Gumbel) is a sample from softmax(−d/τ); the row-constant ‖z‖² cancels.

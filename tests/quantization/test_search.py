@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from hf_vq.quantization.search import default_chunk_size, nearest_code
+from hf_vq.quantization.search import default_chunk_size, nearest_code, squared_distances
 
 
 def brute_force(z, c):
@@ -44,3 +44,18 @@ def test_stochastic_low_temperature_is_argmin():
     g = torch.Generator().manual_seed(2)
     z, c = torch.randn(200, 4, generator=g), torch.randn(10, 4, generator=g)
     assert torch.equal(nearest_code(z, c, temperature=1e-6), brute_force(z, c))
+
+
+def test_half_precision_search_with_rerank_is_exact_on_large_norm_inputs():
+    # With an offset of 1000, ‖c‖² ≈ 1.6e7 and the raw expansion ‖c‖² − 2z·c cannot resolve gaps of ~1
+    # even in fp32; centring removes the offset, and the fp32 re-scoring of the bf16 pass's best
+    # candidates fixes near-ties (bf16 keeps 8 bits).
+    g = torch.Generator().manual_seed(4)
+    c = torch.randn(256, 16, generator=g) + 1000.0
+    z = c[torch.randint(256, (2000,), generator=g)] + 0.7 * torch.randn(2000, 16, generator=g)
+    truth = brute_force(z, c)
+    raw = squared_distances(z, c).argmin(1)
+    assert (raw != truth).float().mean() > 0.05  # the hazard is real
+    assert (nearest_code(z, c, search_dtype=torch.bfloat16, rerank=1) != truth).any()  # bf16 alone has ties wrong
+    assert torch.equal(nearest_code(z, c, search_dtype=torch.bfloat16), truth)
+    assert torch.equal(nearest_code(z, c), truth)
