@@ -1,0 +1,16 @@
+from hf_vq.experiments.toys import figure3, figure10, path_summary
+
+
+def test_figure3_alternated_and_synchronized_straighten_the_joint_spiral():
+    paths = {k: path_summary(v) for k, v in figure3(steps=100).items()}
+    assert paths["no_vq"]["path_length"] < 2.01  # straight line from (2, 0) to the origin
+    # Figure 3: joint STE spirals; alternating and synchronizing shorten the detour
+    assert paths["joint"]["path_length"] > paths["alternated"]["path_length"] > paths["synchronized"]["path_length"]
+    assert all(s["final_distance"] < 0.05 for s in paths.values())
+
+
+def test_figure10_affine_moves_every_code_and_aligns_the_codebook():
+    standard, affine = figure10(None), figure10("learnable")
+    assert standard["moved_fraction"] < 0.3 and affine["moved_fraction"] == 1.0
+    assert affine["active_fraction"] > standard["active_fraction"]
+    assert affine["divergence"] < standard["divergence"]
