@@ -1,7 +1,29 @@
-"""hf_vq: vector-quantized networks that don't collapse (Huh et al., ICML 2023), for the Hugging Face stack."""
+"""hf_vq: vector-quantized networks that don't collapse (Huh et al., ICML 2023), for the Hugging Face stack.
 
+Importing hf_vq registers the VQ-ViT and VQ-VAE models with transformers' Auto classes.
+"""
+
+from .models import (
+    QuantizerConfig,
+    VQVAEConfig,
+    VQVAEModel,
+    VQViTConfig,
+    VQViTForImageClassification,
+    VQViTModel,
+)
 from .quantization import AlternatingOptimizer, QuantizerOutput, VectorQuantizer, end_step
 
 __version__ = "0.1.0"
 
-__all__ = ["AlternatingOptimizer", "QuantizerOutput", "VectorQuantizer", "end_step"]
+__all__ = [
+    "AlternatingOptimizer",
+    "QuantizerConfig",
+    "QuantizerOutput",
+    "VQVAEConfig",
+    "VQVAEModel",
+    "VQViTConfig",
+    "VQViTForImageClassification",
+    "VQViTModel",
+    "VectorQuantizer",
+    "end_step",
+]

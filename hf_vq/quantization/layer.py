@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import distributed
+from .distributed import all_gather_rows, all_reduce_sum, broadcast, is_distributed
 from .affine import EMAAffine, LearnableAffine, apply_affine, invert_affine
 from .kmeans import kmeans
 from .replacement import OptimizerStateResetter, sample_replacements, update_idle_steps
@@ -265,7 +265,7 @@ class VectorQuantizer(nn.Module):
                      f"indices must lie in [0, {self.codebook_size}), got range [{int(indices.min())}, {int(indices.max())}]")
         out = F.embedding(indices.long(), self._output_codebook())
         if self.channel_first:
-            out = out.movedim(-1, 1)
+            out = out.movedim(-1, 1).contiguous()  # same layout as forward's output (conv kernels differ otherwise)
         return out
 
     @torch.no_grad()
@@ -325,14 +325,14 @@ class VectorQuantizer(nn.Module):
     @torch.no_grad()
     def _init_codebook_from(self, z: torch.Tensor) -> None:
         """k-means on the first training batch (pooled over ranks), computed on rank 0 and broadcast."""
-        pool = distributed.all_gather_rows(z.detach().contiguous())
+        pool = all_gather_rows(z.detach().contiguous())
         if pool.shape[0] == 0:  # no rank has a vector yet: try again on the next batch
             return
         centers = torch.empty(self.codebook_size, self.dim, device=z.device, dtype=z.dtype)
-        if not distributed.is_distributed() or torch.distributed.get_rank() == 0:
+        if not is_distributed() or torch.distributed.get_rank() == 0:
             gen = torch.Generator(device=z.device).manual_seed(int(self.num_steps) + 1234)
             centers.copy_(kmeans(pool, self.codebook_size, self.kmeans_iters, generator=gen))
-        distributed.broadcast(centers)
+        broadcast(centers)
         self._set_codes(torch.arange(self.codebook_size, device=z.device), centers)
         if isinstance(self.affine, EMAAffine):
             self.affine.reset_parameters()
@@ -365,7 +365,7 @@ class VectorQuantizer(nn.Module):
     def end_step(self) -> None:
         """Close one training step for LRU: all-reduce this step's code hits, age unused codes, add to
         `code_usage`. Called by forward when `step_on_forward`; otherwise once per optimizer step."""
-        hits = distributed.all_reduce_sum(self._step_hits)
+        hits = all_reduce_sum(self._step_hits)
         update_idle_steps(self.idle_steps, hits)
         self.code_usage.add_(hits)
         self.num_steps.add_(1)
@@ -377,7 +377,7 @@ class VectorQuantizer(nn.Module):
         stats = z.new_zeros(self.codebook_size, self.dim + 1)
         stats[:, :-1].index_add_(0, indices, z)
         stats[:, -1].index_add_(0, indices, z.new_ones(z.shape[0]))
-        distributed.all_reduce_sum(stats)
+        all_reduce_sum(stats)
         hit = stats[:, -1] > 0
         means = stats[hit, :-1] / stats[hit, -1:]
         self.codebook_signal[hit] = torch.lerp(self.codebook_signal[hit], means.to(self.codebook_signal.dtype), 1.0 - self.ema_decay)

@@ -1,0 +1,147 @@
+"""Checkpoint checks that name the config field at fault, and weight init that respects loaded tensors.
+
+transformers reports a codebook whose shape disagrees with the config as a generic size mismatch
+("consider `ignore_mismatched_sizes=True`"), and silently ignores quantizer tensors of another affine mode
+(a warning-level UNEXPECTED/MISSING report; the model then runs with a fresh affine). `from_pretrained`
+here turns both into a `ValueError` naming `quantizer.codebook_size` / `quantizer.affine` (and the like),
+reading shapes from the safetensors header, without loading any tensor.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from typing import Any
+
+import torch
+
+from ..quantization.layer import VectorQuantizer
+
+
+def safetensors_header(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON header of a .safetensors file: {name: {"dtype", "shape", "data_offsets"}, "__metadata__": ...}."""
+    with open(path, "rb") as f:
+        (size,) = struct.unpack("<Q", f.read(8))
+        return json.loads(f.read(size))
+
+
+def checkpoint_shapes(pretrained_model_name_or_path, **hub_kwargs) -> dict[str, list[int]] | None:
+    """{tensor name: shape} of a (possibly sharded) safetensors checkpoint, or None if there is none."""
+    from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, cached_file
+
+    def locate(filename):
+        return cached_file(pretrained_model_name_or_path, filename, _raise_exceptions_for_missing_entries=False,
+                           _raise_exceptions_for_connection_errors=False, **hub_kwargs)
+
+    files = []
+    if (single := locate(SAFE_WEIGHTS_NAME)) is not None:
+        files = [single]
+    elif (index := locate(SAFE_WEIGHTS_INDEX_NAME)) is not None:
+        with open(index, encoding="utf-8") as f:
+            shards = sorted(set(json.load(f)["weight_map"].values()))
+        files = [locate(shard) for shard in shards]
+    if not files or any(f is None for f in files):
+        return None
+    shapes = {}
+    for file in files:
+        shapes.update({k: v["shape"] for k, v in safetensors_header(file).items() if k != "__metadata__"})
+    return shapes
+
+
+def init_quantizer_weights(module: VectorQuantizer) -> None:
+    """`_init_weights` for a `VectorQuantizer`: `reset_parameters()` unless from_pretrained loaded its state.
+
+    from_pretrained builds the model on the meta device, loads the checkpoint (flagging each loaded tensor
+    `_is_hf_initialized`) and then calls `_init_weights` on every module still holding an unloaded tensor,
+    which for the quantizer is always the case: its non-persistent `_step_hits` buffer is never in a
+    checkpoint and comes back uninitialised. `reset_parameters` writes in place, bypassing transformers'
+    guarded init functions, so it must only run when nothing of the quantizer was loaded.
+    """
+    loaded = any(getattr(t, "_is_hf_initialized", False) for t in module.state_dict(keep_vars=True).values())
+    if not loaded:
+        module.reset_parameters()
+    with torch.no_grad():
+        module._step_hits.zero_()  # per-step scratch, never saved
+
+
+class QuantizerCheckpointMixin:
+    """`PreTrainedModel` mixin: `from_pretrained` errors that name the `quantizer.*` field at fault.
+
+    Subclasses set `_quantizer_dim_field`, the config attribute that sets the quantizer's `dim`.
+    """
+
+    _quantizer_dim_field = "hidden_size"
+
+    @staticmethod
+    def _quantizer_prefixes(model) -> list[str]:
+        return [f"{name}." for name, m in model.named_modules() if isinstance(m, VectorQuantizer)]
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        output_loading_info = kwargs.pop("output_loading_info", False)
+        try:
+            model, info = super().from_pretrained(pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs)
+        except RuntimeError as error:
+            if not kwargs.get("ignore_mismatched_sizes", False):
+                try:
+                    problem = cls._quantizer_shape_problem(pretrained_model_name_or_path, kwargs)
+                except Exception:  # the diagnosis must never hide transformers' own error
+                    problem = None
+                if problem:
+                    raise ValueError(problem) from error
+            raise
+        cls._raise_for_quantizer_keys(model, info)
+        return (model, info) if output_loading_info else model
+
+    @classmethod
+    def _quantizer_shape_problem(cls, path, kwargs: dict) -> str | None:
+        """A message naming the `quantizer.*` (or dim) field if the checkpoint's quantizer shapes differ."""
+        hub_kwargs = {k: kwargs[k] for k in ("cache_dir", "revision", "subfolder", "token") if kwargs.get(k) is not None}
+        shapes = checkpoint_shapes(path, **hub_kwargs)
+        if not shapes:
+            return None
+        config = kwargs.get("config")
+        if not isinstance(config, cls.config_class):
+            config_kwargs = {k: v for k, v in kwargs.items() if k not in ("config", "dtype", "torch_dtype", "device_map")}
+            config, _ = cls.config_class.from_pretrained(
+                config if isinstance(config, (str, os.PathLike)) else path, return_unused_kwargs=True, **config_kwargs
+            )
+        settings, dim = config.quantizer, getattr(config, cls._quantizer_dim_field)
+        for key, shape in shapes.items():
+            if key.endswith("quantizer.codebook_signal"):
+                if shape[0] != settings["codebook_size"]:
+                    return (
+                        f"The checkpoint at {path} has a codebook of {shape[0]} codes ({key}: {shape}), but the config "
+                        f"sets quantizer.codebook_size={settings['codebook_size']}. Load it with "
+                        f"quantizer.codebook_size={shape[0]} (e.g. from_pretrained(..., quantizer={{**config.quantizer, "
+                        f"'codebook_size': {shape[0]}}})), or pass ignore_mismatched_sizes=True to start from a fresh codebook."
+                    )
+                if shape[1] != dim:
+                    return (
+                        f"The checkpoint at {path} has {shape[1]}-dimensional codes ({key}: {shape}), but the config "
+                        f"sets {cls._quantizer_dim_field}={dim}, the quantizer's dim."
+                    )
+            if key.endswith(("quantizer.affine.scale", "quantizer.affine.ze_mean")) and shape[0] != settings["affine_groups"]:
+                return (
+                    f"The checkpoint at {path} has {shape[0]} affine groups ({key}: {shape}), but the config sets "
+                    f"quantizer.affine_groups={settings['affine_groups']}."
+                )
+        return None
+
+    @classmethod
+    def _raise_for_quantizer_keys(cls, model, info: dict) -> None:
+        prefixes = tuple(cls._quantizer_prefixes(model))
+        if not prefixes:
+            return
+        missing = {k for k in info.get("missing_keys", ()) if k.startswith(prefixes)}
+        unexpected = {k for k in info.get("unexpected_keys", ()) if k.startswith(prefixes)}
+        if not unexpected and missing == {k for k in model.state_dict() if k.startswith(prefixes)}:
+            return  # a checkpoint without a quantizer (e.g. a plain ViT): the codebook starts fresh
+        affine = sorted(k for k in missing | unexpected if ".affine." in k)
+        if affine:
+            raise ValueError(
+                f"The checkpoint's quantizer was trained with another affine mode than the config's quantizer.affine="
+                f"{model.config.quantizer['affine']!r}: missing {sorted(missing)}, unexpected {sorted(unexpected)}. "
+                "Set quantizer.affine to the checkpoint's mode."
+            )

@@ -1,0 +1,252 @@
+"""PyTorch VQ-VAE built from diffusers' VQModel blocks, with the paper's `VectorQuantizer` (A.1, Table 8).
+
+encoder → quant_conv → quantizer → post_quant_conv → decoder, with diffusers' `Encoder`/`Decoder` and the
+same module names as `diffusers.VQModel` (diffusers is imported when a model is built), so `to_diffusers()` is a state-dict copy plus the effective
+codebook (affine folded in, l2-normalised codes in cosine mode). A transformers `PreTrainedModel`:
+AutoModel, save_pretrained/from_pretrained (safetensors) and the Hub workflow work as for the ViT.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import initialization as init
+from transformers.modeling_utils import PreTrainedModel
+from transformers.utils import ModelOutput
+
+from ...quantization.layer import VectorQuantizer
+from ..loading import QuantizerCheckpointMixin, init_quantizer_weights
+from ..remote_code import RemoteCodeModelMixin
+from .configuration_vq_vae import VQVAEConfig
+
+
+@dataclass
+class VQVAEEncoderOutput(ModelOutput):
+    """
+    Output of [`VQVAEModel.encode`].
+
+    Args:
+        latents (`torch.FloatTensor` of shape `(batch_size, latent_channels, height / f, width / f)`):
+            Pre-quantization latents z_e (after `quant_conv`); f = `config.downsampling_factor`.
+        quantized (`torch.FloatTensor`, same shape as `latents`):
+            Their codes z_q.
+        codebook_indices (`torch.LongTensor` of shape `(batch_size, height / f, width / f)`):
+            Code index of each latent position.
+    """
+
+    latents: torch.FloatTensor | None = None
+    quantized: torch.FloatTensor | None = None
+    codebook_indices: torch.LongTensor | None = None
+
+
+@dataclass
+class VQVAEOutput(ModelOutput):
+    """
+    Output of [`VQVAEModel`].
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`):
+            `reconstruction_loss` + `quantizer_loss`.
+        reconstruction (`torch.FloatTensor` of shape `(batch_size, num_channels, height, width)`):
+            Decoded images.
+        reconstruction_loss (`torch.FloatTensor` of shape `()`):
+            Mean squared error between `reconstruction` and the input.
+        quantizer_loss (`torch.FloatTensor` of shape `()`):
+            α·L_cmt (eq 10).
+        commitment_loss (`torch.FloatTensor` of shape `()`):
+            L_cmt: mean over latent positions of ½‖z_e − z_q‖² (eqs 8–9); no gradient.
+        codebook_indices (`torch.LongTensor` of shape `(batch_size, height / f, width / f)`):
+            Code index of each latent position.
+        perplexity (`torch.FloatTensor` of shape `()`):
+            2^H of the batch's code histogram (§5.1).
+        codebook_usage (`torch.FloatTensor` of shape `()`):
+            Fraction of the codes used at least once in the batch.
+    """
+
+    loss: torch.FloatTensor | None = None
+    reconstruction: torch.FloatTensor | None = None
+    reconstruction_loss: torch.FloatTensor | None = None
+    quantizer_loss: torch.FloatTensor | None = None
+    commitment_loss: torch.FloatTensor | None = None
+    codebook_indices: torch.LongTensor | None = None
+    perplexity: torch.FloatTensor | None = None
+    codebook_usage: torch.FloatTensor | None = None
+
+
+class VQVAEPreTrainedModel(QuantizerCheckpointMixin, RemoteCodeModelMixin, PreTrainedModel):
+    config: VQVAEConfig
+    config_class = VQVAEConfig
+    base_model_prefix = "vq_vae"
+    main_input_name = "pixel_values"
+    input_modalities = ("image",)
+    _quantizer_dim_field = "latent_channels"
+    # from_pretrained(dtype=fp16/bf16) keeps the quantizer in fp32: codes are gathered at full precision (A.1).
+    _keep_in_fp32_modules_strict = ["quantizer"]
+    # The loss is a batch mean (MSE + α·L_cmt): Trainer must divide it over gradient-accumulation steps.
+    accepts_loss_kwargs = False
+
+    def _init_weights(self, module):
+        if isinstance(module, VectorQuantizer):
+            init_quantizer_weights(module)
+        elif isinstance(module, (nn.Conv2d, nn.Linear)):
+            # PyTorch's default (what diffusers' VQModel gets), through transformers' guarded init functions
+            # so tensors loaded by from_pretrained are left alone.
+            init.kaiming_uniform_(module.weight, a=math.sqrt(5))
+            if module.bias is not None:
+                fan_in, _ = nn.init._calculate_fan_in_and_fan_out(module.weight)
+                bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+                init.uniform_(module.bias, -bound, bound)
+        else:
+            super()._init_weights(module)
+
+
+class VQVAEModel(VQVAEPreTrainedModel):
+    """Vector-quantized auto-encoder: `encode` → latents and codes, `decode` ← latents or codes, `forward`
+    → reconstruction and the training loss MSE + α·L_cmt."""
+
+    def __init__(self, config: VQVAEConfig):
+        # Imported here, not at the top: diffusers adds seconds to `import hf_vq` for users who never build a VAE.
+        from diffusers.models.autoencoders.vae import Decoder, Encoder
+
+        super().__init__(config)
+        blocks = len(config.block_out_channels)
+        width = tuple(config.block_out_channels)
+        self.encoder = Encoder(
+            in_channels=config.num_channels,
+            out_channels=config.latent_channels,
+            down_block_types=("DownEncoderBlock2D",) * blocks,
+            block_out_channels=width,
+            layers_per_block=config.layers_per_block,
+            act_fn=config.act_fn,
+            norm_num_groups=config.norm_num_groups,
+            double_z=False,
+            mid_block_add_attention=config.mid_block_add_attention,
+        )
+        self.quant_conv = nn.Conv2d(config.latent_channels, config.latent_channels, 1)
+        self.quantizer = config.quantizer.build(dim=config.latent_channels, channel_first=True)
+        self.post_quant_conv = nn.Conv2d(config.latent_channels, config.latent_channels, 1)
+        self.decoder = Decoder(
+            in_channels=config.latent_channels,
+            out_channels=config.num_channels,
+            up_block_types=("UpDecoderBlock2D",) * blocks,
+            block_out_channels=width,
+            layers_per_block=config.layers_per_block,
+            act_fn=config.act_fn,
+            norm_num_groups=config.norm_num_groups,
+            norm_type="group",
+            mid_block_add_attention=config.mid_block_add_attention,
+        )
+        self.post_init()
+
+    def _check_pixel_values(self, pixel_values: torch.Tensor | None) -> None:
+        if pixel_values is None:
+            raise ValueError("You have to specify pixel_values")
+        if pixel_values.dim() != 4:
+            raise ValueError(f"pixel_values must be (batch_size, num_channels, height, width), got shape {tuple(pixel_values.shape)}")
+        channels, height, width = pixel_values.shape[1:]
+        if channels != self.config.num_channels:
+            raise ValueError(f"pixel_values has {channels} channels but config.num_channels={self.config.num_channels}")
+        factor = self.config.downsampling_factor
+        if height % factor or width % factor:
+            raise ValueError(
+                f"pixel_values is {height}×{width}, but image sides must be multiples of {factor} (the downsampling "
+                f"factor of block_out_channels={self.config.block_out_channels}; config.image_size={self.config.image_size})"
+            )
+
+    def _latents(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        self._check_pixel_values(pixel_values)
+        return self.quant_conv(self.encoder(pixel_values.to(self.quant_conv.weight.dtype)))
+
+    def encode(self, pixel_values: torch.Tensor) -> VQVAEEncoderOutput:
+        """Images (B, C, H, W) → latents z_e (B, D, H/f, W/f), their codes z_q and code indices (B, H/f, W/f).
+
+        Runs the quantizer, so in training mode this is a training step for its state (LRU, EMA); call it in
+        eval mode to only read codes.
+        """
+        latents = self._latents(pixel_values)
+        vq = self.quantizer(latents)
+        return VQVAEEncoderOutput(latents=latents, quantized=vq.quantized, codebook_indices=vq.indices)
+
+    def decode(self, latents_or_indices: torch.Tensor) -> torch.Tensor:
+        """Images (B, C, H, W) from latents z_e (B, D, h, w), which are quantized first, or from integer code
+        indices (B, h, w)."""
+        if latents_or_indices.is_floating_point():
+            if latents_or_indices.dim() != 4 or latents_or_indices.shape[1] != self.config.latent_channels:
+                raise ValueError(
+                    f"latents must be (batch_size, latent_channels={self.config.latent_channels}, height, width), got "
+                    f"shape {tuple(latents_or_indices.shape)}"
+                )
+            quantized = self.quantizer(latents_or_indices).quantized
+        else:
+            if latents_or_indices.dim() != 3:
+                raise ValueError(f"code indices must be (batch_size, height, width), got shape {tuple(latents_or_indices.shape)}")
+            # lookup returns a channels-last view; CPU convolutions on it take other kernels (≈1e-5 drift). It is
+            # also in the quantizer's dtype, which stays fp32 in a half-precision model.
+            quantized = self.quantizer.lookup(latents_or_indices).contiguous().to(self.post_quant_conv.weight.dtype)
+        return self.decoder(self.post_quant_conv(quantized))
+
+    def forward(self, pixel_values: torch.Tensor | None = None, return_dict: bool | None = None) -> VQVAEOutput:
+        r"""
+        pixel_values (`torch.FloatTensor` of shape `(batch_size, num_channels, height, width)`):
+            Images, in the range the model is trained on (e.g. [-1, 1]); also the reconstruction target.
+        return_dict (`bool`, *optional*):
+            Return a [`VQVAEOutput`] (default) instead of a tuple.
+        """
+        vq = self.quantizer(self._latents(pixel_values))
+        reconstruction = self.decoder(self.post_quant_conv(vq.quantized))
+        reconstruction_loss = F.mse_loss(reconstruction.float(), pixel_values.float())  # fp32 even in a half model
+        output = VQVAEOutput(
+            loss=reconstruction_loss + vq.loss,
+            reconstruction=reconstruction,
+            reconstruction_loss=reconstruction_loss,
+            quantizer_loss=vq.loss,
+            commitment_loss=vq.commitment,
+            codebook_indices=vq.indices,
+            perplexity=vq.perplexity,
+            codebook_usage=vq.usage,
+        )
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        return output if return_dict else output.to_tuple()
+
+    @torch.no_grad()
+    def to_diffusers(self):
+        """A `diffusers.VQModel` with these weights whose `decode(latents)` matches ours.
+
+        Its codebook is our effective one (`quantizer.codebook`: affine folded in, l2-normalised in cosine
+        mode, where its Euclidean search over unit codes ranks codes as our cosine search does). Training
+        behaviour (β, ν, affine, LRU) does not carry over: diffusers' quantizer is a plain legacy VQ.
+        """
+        from diffusers import VQModel
+
+        config = self.config
+        blocks = len(config.block_out_channels)
+        model = VQModel(
+            in_channels=config.num_channels,
+            out_channels=config.num_channels,
+            down_block_types=("DownEncoderBlock2D",) * blocks,
+            up_block_types=("UpDecoderBlock2D",) * blocks,
+            block_out_channels=tuple(config.block_out_channels),
+            layers_per_block=config.layers_per_block,
+            act_fn=config.act_fn,
+            latent_channels=config.latent_channels,
+            sample_size=config.image_size,
+            num_vq_embeddings=config.quantizer["codebook_size"],
+            norm_num_groups=config.norm_num_groups,
+            vq_embed_dim=config.latent_channels,
+            scaling_factor=1.0,  # no latent normalisation was fitted; diffusers' 0.18215 belongs to SD's VAE
+            mid_block_add_attention=config.mid_block_add_attention,
+        )
+        state = {k: v for k, v in self.state_dict().items() if not k.startswith("quantizer.")}
+        state["quantize.embedding.weight"] = self.quantizer.codebook
+        model.load_state_dict(state, strict=True)
+        model = model.to(self.device)
+        if model.dtype != self.dtype:  # diffusers warns on any dtype cast, so only cast when needed
+            model = model.to(dtype=self.dtype)
+        return model.train(self.training)
+
+
+__all__ = ["VQVAEEncoderOutput", "VQVAEModel", "VQVAEOutput", "VQVAEPreTrainedModel"]

@@ -1,0 +1,250 @@
+"""PyTorch VQ-ViT: a ViT whose tokens are vector-quantized after one encoder block (Huh et al., ICML 2023, A.1).
+
+The transformer is transformers' own `ViTModel` (embeddings, `ViTLayer` blocks, final LayerNorm, pooler),
+held as `self.vit` and run block by block so the quantizer can sit between two blocks. Holding a real
+`ViTModel` keeps transformers' ViT checkpoint conversion (on-disk `vit.encoder.layer.N.attention.attention.
+query` ↔ in-memory `vit.layers.N.attention.q_proj`) and its attention back-ends (eager, sdpa, flex, flash).
+State-dict keys are those of `ViTForImageClassification` plus `quantizer.*`, so a ViT/DeiT checkpoint
+initialises everything but the quantizer, and our checkpoints are written in ViT's on-disk format.
+
+This file must not import diffusers: it is copied as remote code next to ViT checkpoints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers.masking_utils import create_bidirectional_mask
+from transformers.modeling_utils import PreTrainedModel
+from transformers.models.vit.modeling_vit import ViTAttention, ViTLayer, ViTModel
+from transformers.utils import ModelOutput
+from transformers.utils.output_capturing import capture_outputs
+
+from ...quantization.layer import QuantizerOutput, VectorQuantizer
+from ..loading import QuantizerCheckpointMixin, init_quantizer_weights
+from ..remote_code import RemoteCodeModelMixin
+from .configuration_vq_vit import VQViTConfig
+
+
+@dataclass
+class VQViTModelOutput(ModelOutput):
+    """
+    Output of [`VQViTModel`].
+
+    Args:
+        last_hidden_state (`torch.FloatTensor` of shape `(batch_size, sequence_length, hidden_size)`):
+            Final LayerNorm output.
+        pooler_output (`torch.FloatTensor` of shape `(batch_size, hidden_size)`, *optional*):
+            Pooler applied to the [CLS] token (None without a pooling layer).
+        quantizer_loss (`torch.FloatTensor` of shape `()`):
+            α·L_cmt (eq 10), the quantizer's term to add to any task loss.
+        commitment_loss (`torch.FloatTensor` of shape `()`):
+            L_cmt: mean over tokens of ½‖z_e − z_q‖² (eqs 8–9); no gradient.
+        codebook_indices (`torch.LongTensor` of shape `(batch_size, num_quantized_tokens)`):
+            Code of each quantized token: all `sequence_length` tokens ([CLS] first) with
+            `quantize_cls_token=True`, else the `num_patches` patch tokens.
+        perplexity (`torch.FloatTensor` of shape `()`):
+            2^H of the batch's code histogram (§5.1).
+        codebook_usage (`torch.FloatTensor` of shape `()`):
+            Fraction of the codes used at least once in the batch.
+        hidden_states (`tuple(torch.FloatTensor)`, *optional*, returned with `output_hidden_states=True`):
+            Embedding output and the output of each block, `(batch_size, sequence_length, hidden_size)` each.
+            Entry `quantizer_layer` is that block's output before quantization (z_e).
+        attentions (`tuple(torch.FloatTensor)`, *optional*, returned with `output_attentions=True`):
+            Attention weights of each block, `(batch_size, num_heads, sequence_length, sequence_length)`
+            (eager attention).
+    """
+
+    last_hidden_state: torch.FloatTensor | None = None
+    pooler_output: torch.FloatTensor | None = None
+    quantizer_loss: torch.FloatTensor | None = None
+    commitment_loss: torch.FloatTensor | None = None
+    codebook_indices: torch.LongTensor | None = None
+    perplexity: torch.FloatTensor | None = None
+    codebook_usage: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+@dataclass
+class VQViTImageClassifierOutput(ModelOutput):
+    """
+    Output of [`VQViTForImageClassification`].
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `labels` is given):
+            Task loss (cross-entropy, or as `config.problem_type` says) plus `quantizer_loss`.
+        logits (`torch.FloatTensor` of shape `(batch_size, num_labels)`):
+            Classification scores from the [CLS] token.
+        quantizer_loss, commitment_loss, codebook_indices, perplexity, codebook_usage, hidden_states, attentions:
+            As in [`VQViTModelOutput`].
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    quantizer_loss: torch.FloatTensor | None = None
+    commitment_loss: torch.FloatTensor | None = None
+    codebook_indices: torch.LongTensor | None = None
+    perplexity: torch.FloatTensor | None = None
+    codebook_usage: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+class VQViTPreTrainedModel(QuantizerCheckpointMixin, RemoteCodeModelMixin, PreTrainedModel):
+    """Shared by the VQ-ViT models: a `ViTModel` trunk `self.vit` and a `VectorQuantizer` `self.quantizer`."""
+
+    config: VQViTConfig
+    config_class = VQViTConfig
+    # "vit" as in ViTForImageClassification, so ViT checkpoints map key for key.
+    base_model_prefix = "vit"
+    main_input_name = "pixel_values"
+    input_modalities = ("image",)
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["ViTEmbeddings", "ViTLayer"]
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+    _can_record_outputs = {"hidden_states": ViTLayer, "attentions": ViTAttention}
+    _quantizer_dim_field = "hidden_size"
+    # from_pretrained(dtype=fp16/bf16) keeps the quantizer in fp32: codes are gathered at full precision (A.1).
+    _keep_in_fp32_modules_strict = ["quantizer"]
+    # The loss is a batch mean (task + α·L_cmt): Trainer must divide it over gradient-accumulation steps.
+    accepts_loss_kwargs = False
+
+    def _init_weights(self, module):
+        if isinstance(module, VectorQuantizer):
+            init_quantizer_weights(module)
+        else:
+            super()._init_weights(module)
+
+    def _build_trunk(self, config: VQViTConfig, add_pooling_layer: bool) -> None:
+        self.vit = ViTModel(config, add_pooling_layer=add_pooling_layer)
+        self.quantizer = config.quantizer.build(dim=config.hidden_size, channel_first=False)
+
+    def get_input_embeddings(self):
+        return self.vit.embeddings.patch_embeddings
+
+    def _check_pixel_values(self, pixel_values: torch.Tensor | None, interpolate_pos_encoding: bool | None) -> None:
+        if pixel_values is None:
+            raise ValueError("You have to specify pixel_values")
+        if pixel_values.dim() != 4:
+            raise ValueError(f"pixel_values must be (batch_size, num_channels, height, width), got shape {tuple(pixel_values.shape)}")
+        channels, height, width = pixel_values.shape[1:]
+        if channels != self.config.num_channels:
+            raise ValueError(f"pixel_values has {channels} channels but config.num_channels={self.config.num_channels}")
+        size = self.vit.embeddings.patch_embeddings.image_size
+        if not interpolate_pos_encoding and (height, width) != tuple(size):
+            raise ValueError(
+                f"pixel_values is {height}×{width} but config.image_size={self.config.image_size}; resize the images "
+                "or pass interpolate_pos_encoding=True"
+            )
+
+    def _quantize(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, QuantizerOutput]:
+        if self.config.quantize_cls_token:
+            vq = self.quantizer(hidden_states)
+            return vq.quantized, vq
+        vq = self.quantizer(hidden_states[:, 1:])
+        return torch.cat([hidden_states[:, :1], vq.quantized], dim=1), vq
+
+    def _trunk_forward(self, pixel_values, interpolate_pos_encoding, **kwargs) -> tuple[torch.Tensor, QuantizerOutput]:
+        """Embeddings → blocks 1..q → quantizer → blocks q+1..L → LayerNorm (ViTModel.forward with the VQ)."""
+        self._check_pixel_values(pixel_values, interpolate_pos_encoding)
+        embeddings = self.vit.embeddings
+        pixel_values = pixel_values.to(embeddings.patch_embeddings.projection.weight.dtype)
+        hidden_states = embeddings(pixel_values, interpolate_pos_encoding=interpolate_pos_encoding)
+        attention_mask = create_bidirectional_mask(config=self.config, inputs_embeds=hidden_states, attention_mask=None)
+        for index, layer in enumerate(self.vit.layers):
+            hidden_states = layer(hidden_states, attention_mask, **kwargs)
+            if index + 1 == self.config.quantizer_layer:
+                hidden_states, vq = self._quantize(hidden_states)
+        return self.vit.layernorm(hidden_states), vq
+
+
+class VQViTModel(VQViTPreTrainedModel):
+    """The bare VQ-ViT: patch embeddings, ViT blocks with a quantizer after block `config.quantizer_layer`,
+    final LayerNorm and (optionally) ViT's pooler."""
+
+    def __init__(self, config: VQViTConfig, add_pooling_layer: bool = True):
+        super().__init__(config)
+        self._build_trunk(config, add_pooling_layer)
+        self.post_init()
+
+    @capture_outputs(tie_last_hidden_states=False)
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        interpolate_pos_encoding: bool | None = None,
+        **kwargs,
+    ) -> VQViTModelOutput:
+        r"""
+        pixel_values (`torch.FloatTensor` of shape `(batch_size, num_channels, height, width)`):
+            Images, preprocessed as the checkpoint's image processor does.
+        interpolate_pos_encoding (`bool`, *optional*):
+            Interpolate the position embeddings to the input resolution.
+        """
+        sequence_output, vq = self._trunk_forward(pixel_values, interpolate_pos_encoding, **kwargs)
+        pooled_output = self.vit.pooler(sequence_output) if self.vit.pooler is not None else None
+        return VQViTModelOutput(
+            last_hidden_state=sequence_output,
+            pooler_output=pooled_output,
+            quantizer_loss=vq.loss,
+            commitment_loss=vq.commitment,
+            codebook_indices=vq.indices,
+            perplexity=vq.perplexity,
+            codebook_usage=vq.usage,
+        )
+
+
+class VQViTForImageClassification(VQViTPreTrainedModel):
+    """VQ-ViT with a linear classifier on the final [CLS] token, as `ViTForImageClassification`."""
+
+    def __init__(self, config: VQViTConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self._build_trunk(config, add_pooling_layer=False)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels) if config.num_labels > 0 else nn.Identity()
+        self.post_init()
+
+    @capture_outputs(tie_last_hidden_states=False)
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        interpolate_pos_encoding: bool | None = None,
+        **kwargs,
+    ) -> VQViTImageClassifierOutput:
+        r"""
+        pixel_values (`torch.FloatTensor` of shape `(batch_size, num_channels, height, width)`):
+            Images, preprocessed as the checkpoint's image processor does.
+        labels (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
+            Targets; `loss` is then the task loss plus α·L_cmt.
+        interpolate_pos_encoding (`bool`, *optional*):
+            Interpolate the position embeddings to the input resolution.
+        """
+        sequence_output, vq = self._trunk_forward(pixel_values, interpolate_pos_encoding, **kwargs)
+        logits = self.classifier(sequence_output[:, 0, :])
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(labels, logits, self.config) + vq.loss
+        return VQViTImageClassifierOutput(
+            loss=loss,
+            logits=logits,
+            quantizer_loss=vq.loss,
+            commitment_loss=vq.commitment,
+            codebook_indices=vq.indices,
+            perplexity=vq.perplexity,
+            codebook_usage=vq.usage,
+        )
+
+
+__all__ = [
+    "VQViTForImageClassification",
+    "VQViTImageClassifierOutput",
+    "VQViTModel",
+    "VQViTModelOutput",
+    "VQViTPreTrainedModel",
+]
