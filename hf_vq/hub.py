@@ -1,0 +1,581 @@
+"""Model cards and a one-commit Hub upload for hf_vq models.
+
+`render_model_card` fills the Jinja templates in the repository's top-level `model_cards/` folder
+(`vq_vit.md.j2` for a config `model_type` containing "vit", `vq_vae.md.j2` otherwise) with the Hub
+metadata (library, tags, datasets, metrics, `model-index`) and a body describing the quantizer, codebook
+usage, evaluation, training arguments, loading code, plots and the paper's citation.
+
+`push_to_hub` uploads weights, configs, remote code, the image processor, README.md and plots in ONE
+commit (`HfApi.create_commit`). Everything is written and checked locally before the first network
+call, so a bad argument never leaves a half-uploaded repo. It does not use `model.push_to_hub` (which
+replaces README.md with transformers' own card) nor `ModelCard.push_to_hub`/`ModelCard.validate`
+(which send the card to the Hub for validation).
+
+Template lookup (in order): the `template=` argument (a path, or a bundled name "vq_vit"/"vq_vae");
+`<repo>/model_cards/` next to the `hf_vq` package (a source checkout or an editable install);
+`hf_vq/model_cards/` inside the installed package (only if a build copies them there). Otherwise a
+`FileNotFoundError` names the folders searched.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterable, Mapping
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from huggingface_hub import CommitOperationAdd, EvalResult, HfApi, ModelCard, ModelCardData
+from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+
+__all__ = ["render_model_card", "push_to_hub", "save_model_card", "find_template", "CITATION", "PICKLE_SUFFIXES"]
+
+TEMPLATE_NAMES = ("vq_vit", "vq_vae")
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+PLOTS_DIR = "plots"
+
+PAPER_TITLE = (
+    "Straightening Out the Straight-Through Estimator: Overcoming Optimization Challenges in Vector "
+    "Quantized Networks"
+)
+CITATION = """@inproceedings{huh2023straightening,
+  title     = {Straightening Out the Straight-Through Estimator: Overcoming Optimization Challenges in Vector Quantized Networks},
+  author    = {Huh, Minyoung and Cheung, Brian and Agrawal, Pulkit and Isola, Phillip},
+  booktitle = {Proceedings of the 40th International Conference on Machine Learning},
+  series    = {Proceedings of Machine Learning Research},
+  volume    = {202},
+  publisher = {PMLR},
+  year      = {2023}
+}"""
+
+# Quantizer options shown in the main table (label with the paper's symbol), in this order.
+_QUANTIZER_LABELS = {
+    "codebook_size": "Codebook size K",
+    "dim": "Code dimension D",
+    "distance": "Distance",
+    "commitment_weight": "α, commitment weight (eq 10)",
+    "beta": "β, codebook share of the commitment loss (eqs 8–9)",
+    "sync_nu": "ν, synchronized update (eq 21)",
+    "affine": "Affine re-parameterisation (§4.1)",
+    "affine_lr_scale": "Affine lr scale",
+    "affine_groups": "Affine groups",
+    "replace_after": "LRU replacement after (steps, 0 = off)",
+    "kmeans_init": "k-means initialisation (A.7)",
+    "codebook_update": "Codebook update",
+}
+_METRIC_LABELS = {
+    "accuracy": "Accuracy",
+    "top1_accuracy": "Top-1 accuracy",
+    "top5_accuracy": "Top-5 accuracy",
+    "loss": "Loss",
+    "mse": "MSE",
+    "mae": "MAE",
+    "psnr": "PSNR (dB)",
+    "ssim": "SSIM",
+    "perplexity": "Codebook perplexity",
+    "active_codes": "Active codes (fraction of K)",
+    "active_code_ratio": "Active codes (fraction of K)",
+    "codebook_usage": "Active codes (fraction of K)",
+    "commitment": "Commitment loss",
+    "quantization_error": "Quantization error",
+}
+_USAGE_LABELS = {
+    "perplexity": "Perplexity 2^H",
+    "active_codes": "Active codes (fraction of K)",
+    "active_code_ratio": "Active codes (fraction of K)",
+    "usage": "Active codes (fraction of K)",
+    "codebook_usage": "Active codes (fraction of K)",
+    "dead_codes": "Dead codes",
+    "codebook_size": "Codebook size K",
+}
+_ARCHITECTURE_KEYS = (
+    "image_size", "patch_size", "num_channels", "in_channels", "out_channels", "hidden_size",
+    "num_hidden_layers", "num_attention_heads", "intermediate_size", "quantizer_layer", "quantize_cls_token",
+    "latent_channels", "block_out_channels", "layers_per_block", "down_block_types", "up_block_types",
+    "sample_size", "num_labels",
+)
+# Trainer bookkeeping that is not a model metric (dropped from eval_results after stripping "eval_").
+_NOT_METRICS = {"runtime", "samples_per_second", "steps_per_second", "epoch"}
+_SECRET = re.compile(r"token|secret|password|api_key|credential", re.IGNORECASE)
+_PLOT_LINK = re.compile(r"\]\((plots/[^)\s]+)\)")
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+
+
+def _config_get(config: Any, key: str, default: Any = None) -> Any:
+    """`config.key` for transformers configs, `config[key]` for diffusers' FrozenDict / plain dicts."""
+    if config is None:
+        return default
+    value = getattr(config, key, None)
+    if value is None and isinstance(config, Mapping):
+        value = config.get(key)
+    return default if value is None else value
+
+
+def _model_type(model: Any) -> str:
+    config = getattr(model, "config", None)
+    return str(_config_get(config, "model_type", "") or _config_get(config, "_class_name", "") or "")
+
+
+def _template_name(model: Any) -> str:
+    return "vq_vit" if "vit" in _model_type(model).lower() else "vq_vae"
+
+
+def _library(model: Any) -> str:
+    """"transformers" for a PreTrainedModel, "diffusers" for a ModelMixin, else "hf_vq" (no imports needed)."""
+    for cls in type(model).__mro__:
+        if cls.__name__ == "PreTrainedModel" and cls.__module__.startswith("transformers."):
+            return "transformers"
+        if cls.__name__ == "ModelMixin" and cls.__module__.startswith("diffusers."):
+            return "diffusers"
+    return "hf_vq"
+
+
+def _template_dirs() -> list[Path]:
+    package = Path(__file__).resolve().parent
+    return [package.parent / "model_cards", package / "model_cards"]
+
+
+def find_template(name_or_path: str | os.PathLike) -> Path:
+    """Path of a model-card template: an existing file path, or a bundled name ("vq_vit", "vq_vae")."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    name = str(name_or_path)
+    if name in TEMPLATE_NAMES:
+        searched = [d / f"{name}.md.j2" for d in _template_dirs()]
+        for candidate in searched:
+            if candidate.is_file():
+                return candidate
+        raise FileNotFoundError(
+            f"Model card template {name!r} not found; looked for {', '.join(map(str, searched))}. The templates "
+            "live in the repository's top-level model_cards/ folder: use a source checkout or an editable install "
+            "(`pip install -e .`), or pass template=<path to a .md.j2 file>"
+        )
+    raise FileNotFoundError(f"Model card template {name!r} is neither a file nor one of {TEMPLATE_NAMES}")
+
+
+def _fmt(value: Any) -> str:
+    """One table cell: numbers compact, booleans yes/no, None as "none", pipes escaped."""
+    if value is None:
+        text = "none"
+    elif isinstance(value, bool):
+        text = "yes" if value else "no"
+    elif isinstance(value, float):
+        text = f"{value:.6g}"
+    elif isinstance(value, (int, str)):
+        text = str(value)
+    else:
+        try:
+            text = json.dumps(value, default=str)
+        except (TypeError, ValueError):
+            text = str(value)
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _as_dict(obj: Any, what: str) -> dict:
+    if obj is None:
+        return {}
+    if isinstance(obj, Mapping):
+        return dict(obj)
+    if callable(getattr(obj, "to_dict", None)):
+        return dict(obj.to_dict())
+    raise TypeError(f"{what} must be a dict (or have .to_dict()), got {type(obj).__name__}")
+
+
+def _quantizers(model: Any) -> list[tuple[str, Any]]:
+    named_modules = getattr(model, "named_modules", None)
+    if named_modules is None:
+        return []
+    from .quantization import VectorQuantizer
+
+    return [(name, module) for name, module in named_modules() if isinstance(module, VectorQuantizer)]
+
+
+def _module_settings(vq: Any) -> dict:
+    settings = {key: getattr(vq, key) for key in (
+        "codebook_size", "dim", "distance", "commitment_weight", "beta", "sync_nu", "replace_after",
+        "kmeans_init", "codebook_update") if hasattr(vq, key)}
+    settings["affine"] = getattr(vq, "affine_mode", None)
+    if settings["affine"] is not None:
+        settings["affine_groups"] = getattr(vq, "affine_groups", 1)
+        lr_scale = getattr(getattr(vq, "affine", None), "lr_scale", None)
+        if lr_scale is not None:
+            settings["affine_lr_scale"] = lr_scale
+    return settings
+
+
+def _quantizer_settings(model: Any, given: Mapping | None) -> tuple[dict, list[str]]:
+    """(settings, names of the VectorQuantizer modules): config.quantizer, then the modules, then `given`."""
+    settings: dict = {}
+    config_quantizer = _config_get(getattr(model, "config", None), "quantizer")
+    if isinstance(config_quantizer, Mapping):
+        settings.update(config_quantizer)
+    found = _quantizers(model)
+    if found:
+        module_settings = _module_settings(found[0][1])
+        settings.setdefault("dim", module_settings.get("dim"))
+        for key, value in module_settings.items():
+            settings.setdefault(key, value)
+    settings.update(_as_dict(given, "quantizer_settings"))
+    return settings, [name for name, _ in found]
+
+
+def _techniques(settings: Mapping, training_args: Mapping) -> list[str]:
+    """The paper's techniques this model was configured with, as Markdown bullet text."""
+    out = []
+    affine = settings.get("affine")
+    if affine:
+        kind = "EMA statistics, A.12" if affine == "ema" else "learnable, A.1"
+        out.append(f"affine re-parameterisation of the codebook ({kind}; §4.1)")
+    nu = settings.get("sync_nu")
+    if isinstance(nu, (int, float)) and nu > 0:
+        out.append(f"synchronized commitment update, ν = {_fmt(float(nu))} (§4.3)")
+    if any("altern" in str(k).lower() and v for k, v in training_args.items()):
+        out.append("alternated optimization of the codebook (§4.2)")
+    replace_after = settings.get("replace_after")
+    if isinstance(replace_after, int) and not isinstance(replace_after, bool) and replace_after > 0:
+        out.append(f"least-recently-used code replacement after {replace_after} idle steps (§3)")
+    if settings.get("kmeans_init"):
+        out.append("k-means codebook initialisation (A.7)")
+    if settings.get("distance") == "cosine":
+        out.append("l2-normalised (cosine) code search")
+    if settings.get("codebook_update") == "ema":
+        out.append("EMA codebook updates (A.2)")
+    return out
+
+
+def _eval_results(
+    eval_results: Mapping[str, float] | None, task_type: str, dataset_id: str | None, dataset_name: str | None,
+    dataset_split: str | None,
+) -> tuple[list[EvalResult], list[dict]]:
+    if not eval_results:
+        return [], []
+    if not (dataset_id or dataset_name):
+        raise ValueError("eval_results need dataset_id or dataset_name: every model-index entry names its dataset")
+    results, rows = [], []
+    for key, value in eval_results.items():
+        if not isinstance(key, str) or not key:
+            raise TypeError(f"eval_results keys must be metric names (str), got {key!r}")
+        metric = key[len("eval_"):] if key.startswith("eval_") else key
+        if metric in _NOT_METRICS:
+            continue
+        if not isinstance(value, (int, float)) and callable(getattr(value, "item", None)):
+            value = value.item()  # 0-d tensor / numpy scalar
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"eval_results[{key!r}] must be a finite number, got {value!r}")
+        label = _METRIC_LABELS.get(metric, metric.replace("_", " ").capitalize())
+        results.append(EvalResult(
+            task_type=task_type,
+            dataset_type=dataset_id or dataset_name,
+            dataset_name=dataset_name or dataset_id,
+            dataset_split=dataset_split,
+            metric_type=metric,
+            metric_name=label,
+            metric_value=float(value),
+        ))
+        rows.append({"metric": label, "key": metric, "value": _fmt(float(value))})
+    return results, rows
+
+
+def _plot_link(plot: str | os.PathLike) -> str:
+    """Link written into the card: a relative path as given; an absolute one as plots/<file name>."""
+    path = Path(plot)
+    if path.is_absolute():
+        return f"{PLOTS_DIR}/{path.name}"
+    return PurePosixPath(*path.parts).as_posix()
+
+
+# ---------------------------------------------------------------------------------------------- the card
+
+
+def render_model_card(
+    model: Any,
+    *,
+    model_name: str,
+    template: str | os.PathLike | None = None,
+    repo_id: str | None = None,
+    dataset_name: str | None = None,
+    dataset_id: str | None = None,
+    dataset_split: str | None = None,
+    eval_results: Mapping[str, float] | None = None,
+    quantizer_settings: Mapping | None = None,
+    codebook_usage: Mapping[str, float] | None = None,
+    training_args: Mapping | Any | None = None,
+    plots: Iterable[str | os.PathLike] = (),
+    base_model: str | list[str] | None = None,
+    license: str = "apache-2.0",
+    tags: Iterable[str] = (),
+    has_image_processor: bool = True,
+) -> ModelCard:
+    """Render the model card of an hf_vq model; no network access.
+
+    Args:
+        model: the model (its config's `model_type` picks the template: "vit" in it → vq_vit, else vq_vae).
+        model_name: title of the card and name of the `model-index` entry.
+        template: a template path, or "vq_vit"/"vq_vae"; None chooses from the model.
+        repo_id: Hub id used in the loading snippet; defaults to `model_name`.
+        dataset_name, dataset_id, dataset_split: evaluation data (display name, Hub dataset id, split).
+            `dataset_id` also goes into the `datasets` metadata.
+        eval_results: metric → value (e.g. {"accuracy": 0.91, "perplexity": 412.0}); a leading "eval_" is
+            stripped and Trainer bookkeeping (runtime, samples_per_second, steps_per_second, epoch) dropped.
+            Becomes `model-index`; requires `dataset_id` or `dataset_name`.
+        quantizer_settings: merged over the model's `config.quantizer` and its `VectorQuantizer` modules.
+        codebook_usage: e.g. {"perplexity": 412.0, "active_codes": 0.93}.
+        training_args: dict or object with `.to_dict()`; keys naming tokens/secrets are dropped.
+        plots: images to embed; relative paths are linked as given, absolute ones as plots/<file name>
+            (where `push_to_hub` uploads them).
+        base_model, license, tags: card metadata; tags are added to "hf_vq" and "vector-quantization".
+        has_image_processor: the repo has a preprocessor_config.json (the loading snippet uses it).
+
+    Returns:
+        `huggingface_hub.ModelCard`. Metadata `library_name` is "transformers" for a `PreTrainedModel`
+        (the Hub then shows an AutoModel snippet), "diffusers" for a diffusers `ModelMixin`, else "hf_vq".
+    """
+    if not isinstance(model_name, str) or not model_name.strip():
+        raise ValueError(f"model_name must be a non-empty string, got {model_name!r}")
+    if isinstance(tags, str):
+        tags = [tags]
+    if isinstance(plots, (str, os.PathLike)):
+        plots = [plots]
+    if template is None or str(template) not in TEMPLATE_NAMES:
+        kind = _template_name(model)  # a custom template file still gets the model's task metadata
+    else:
+        kind = str(template)
+    template_path = find_template(template if template is not None else kind)
+    is_vit = kind == "vq_vit"
+
+    config = getattr(model, "config", None)
+    class_name = type(model).__name__
+    library = _library(model)
+    if is_vit:
+        task = "image-classification"
+        auto_class = "AutoModelForImageClassification" if "ImageClassification" in class_name else "AutoModel"
+    else:
+        task = "image-to-image"
+        auto_class = "AutoModel"
+
+    training = {k: v for k, v in _as_dict(training_args, "training_args").items() if not _SECRET.search(str(k))}
+    settings, quantizer_modules = _quantizer_settings(model, quantizer_settings)
+    results, eval_rows = _eval_results(eval_results, task, dataset_id, dataset_name, dataset_split)
+    usage = _as_dict(codebook_usage, "codebook_usage")
+
+    card_data = ModelCardData(
+        library_name=library,
+        license=license,
+        tags=["hf_vq", "vector-quantization", "vq-vit" if is_vit else "vq-vae", task, *tags],
+        datasets=[dataset_id] if dataset_id else None,
+        metrics=[row["key"] for row in eval_rows] or None,
+        pipeline_tag=task,
+        base_model=base_model,
+        model_name=model_name if results else None,
+        eval_results=results or None,
+    )
+
+    main_rows = [{"name": label, "key": key, "value": _fmt(settings[key])}
+                 for key, label in _QUANTIZER_LABELS.items() if key in settings]
+    other_rows = [{"name": key, "key": key, "value": _fmt(settings[key])}
+                  for key in sorted(settings) if key not in _QUANTIZER_LABELS]
+    usage_rows = [{"name": _USAGE_LABELS.get(key, key.replace("_", " ").capitalize()), "key": key, "value": _fmt(value)}
+                  for key, value in usage.items()]
+    architecture_rows = []
+    for key in _ARCHITECTURE_KEYS:
+        value = _config_get(config, key)
+        if value is not None and not (key == "num_labels" and not is_vit):
+            architecture_rows.append({"name": key, "value": _fmt(value)})
+    parameters = getattr(model, "parameters", None)
+    num_parameters = sum(p.numel() for p in parameters()) if callable(parameters) else None
+    auto_map = _config_get(config, "auto_map") or _config_get(config, "remote_code_auto_map")
+
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(template_path),
+        model_name=model_name,
+        repo_id=repo_id or model_name,
+        model_class=class_name,
+        model_type=_model_type(model),
+        library=library,
+        is_transformers=library == "transformers",
+        has_image_processor=bool(has_image_processor),
+        image_size=_config_get(config, "image_size", 224),
+        num_channels=_config_get(config, "num_channels", 3),
+        auto_class=auto_class,
+        has_remote_code=bool(auto_map),
+        task=task,
+        dataset_name=dataset_name or dataset_id,
+        dataset_id=dataset_id,
+        dataset_split=dataset_split,
+        techniques=_techniques(settings, training),
+        quantizer_rows=main_rows,
+        quantizer_other_rows=other_rows,
+        quantizer_modules=quantizer_modules,
+        usage_rows=usage_rows,
+        eval_rows=eval_rows,
+        training_rows=[{"name": str(k), "value": _fmt(v)} for k, v in training.items()],
+        architecture_rows=architecture_rows,
+        num_parameters=f"{num_parameters:,}" if num_parameters is not None else None,
+        plots=[{"path": _plot_link(p), "title": Path(p).stem.replace("_", " ").replace("-", " ")} for p in plots],
+        paper_title=PAPER_TITLE,
+        citation=CITATION,
+    )
+
+
+def save_model_card(card: ModelCard | str, directory: str | os.PathLike, *, plots: Iterable[str | os.PathLike] = ()) -> Path:
+    """Write `card` to `directory/README.md` and copy `plots` to `directory/plots/`; returns the README path."""
+    plot_paths = _check_plots(plots)
+    if not isinstance(card, (ModelCard, str)):
+        raise TypeError(f"card must be a huggingface_hub.ModelCard or str, got {type(card).__name__}")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    readme = directory / "README.md"
+    readme.write_text(str(card), encoding="utf-8")
+    if plot_paths:
+        (directory / PLOTS_DIR).mkdir(exist_ok=True)
+        for path in plot_paths:
+            target = directory / PLOTS_DIR / path.name
+            if target.resolve() != path.resolve():
+                shutil.copyfile(path, target)
+    return readme
+
+
+# ------------------------------------------------------------------------------------------------- push
+
+
+def _check_repo_id(repo_id: Any) -> None:
+    try:
+        if not isinstance(repo_id, str):
+            raise HFValidationError(f"not a string ({type(repo_id).__name__})")
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        raise ValueError(f"repo_id must be 'name' or 'namespace/name' (letters, digits, '-', '_', '.'), got {repo_id!r}: {error}") from None
+
+
+def _check_plots(plots: Iterable[str | os.PathLike]) -> list[Path]:
+    if isinstance(plots, (str, os.PathLike)):
+        plots = [plots]
+    paths, names = [], {}
+    for plot in plots:
+        path = Path(plot)
+        if not path.is_file():
+            raise FileNotFoundError(f"plot file not found: {path}")
+        if path.name in names:
+            raise ValueError(f"two plots share the file name {path.name!r} ({names[path.name]} and {path}); they both go to {PLOTS_DIR}/")
+        names[path.name] = path
+        paths.append(path)
+    return paths
+
+
+def _check_path_in_repo(path_in_repo: Any) -> str:
+    if not isinstance(path_in_repo, str) or not path_in_repo:
+        raise ValueError(f"extra_files keys must be non-empty repo paths, got {path_in_repo!r}")
+    posix = PurePosixPath(path_in_repo)
+    if posix.is_absolute() or ".." in posix.parts or "\\" in path_in_repo:
+        raise ValueError(f"extra_files key {path_in_repo!r} must be a relative POSIX path inside the repo")
+    return posix.as_posix()
+
+
+def _is_pickle(name: str) -> bool:
+    return name.lower().endswith(PICKLE_SUFFIXES)
+
+
+def push_to_hub(
+    model: Any,
+    repo_id: str,
+    *,
+    image_processor: Any = None,
+    card: ModelCard | str | None = None,
+    plots: Iterable[str | os.PathLike] = (),
+    extra_files: Mapping[str, str | os.PathLike] | None = None,
+    commit_message: str = "Upload hf_vq model",
+    private: bool | None = None,
+    token: str | bool | None = None,
+    revision: str | None = None,
+    create_repo: bool = True,
+):
+    """Upload model, image processor, README.md and plots to the Hub in one commit; returns its `CommitInfo`.
+
+    Args:
+        model: anything with `save_pretrained(directory)` writing safetensors (pickle files raise).
+        repo_id: "name" or "namespace/name".
+        image_processor: saved into the same folder (preprocessor_config.json).
+        card: README.md; None renders one with `render_model_card(model, model_name=<repo name>, plots=plots)`.
+        plots: image files uploaded as plots/<file name> (what `render_model_card` links absolute paths to).
+        extra_files: path in repo → local file, uploaded as-is (no pickle files).
+        commit_message, private, token, revision: as in `HfApi`; a `revision` branch is created if missing.
+        create_repo: call `HfApi.create_repo(repo_id, exist_ok=True, private=private)` first.
+
+    Raises ValueError (bad repo_id / extra_files), FileNotFoundError (missing plot or extra file) and
+    TypeError (no save_pretrained) before anything is written or sent; RuntimeError if saving produced a
+    pickle file or no safetensors, before any network call.
+    """
+    # 1. Validate every input; nothing is written yet.
+    _check_repo_id(repo_id)
+    if not callable(getattr(model, "save_pretrained", None)):
+        raise TypeError(f"model must have a save_pretrained(directory) method, got {type(model).__name__}")
+    if image_processor is not None and not callable(getattr(image_processor, "save_pretrained", None)):
+        raise TypeError(f"image_processor must have a save_pretrained(directory) method, got {type(image_processor).__name__}")
+    if card is not None and not isinstance(card, (ModelCard, str)):
+        raise TypeError(f"card must be a huggingface_hub.ModelCard, a str or None, got {type(card).__name__}")
+    if not isinstance(commit_message, str) or not commit_message.strip():
+        raise ValueError("commit_message must be a non-empty string")
+    plot_paths = _check_plots(plots)
+    extras: dict[str, Path] = {}
+    for path_in_repo, local in dict(extra_files or {}).items():
+        key = _check_path_in_repo(path_in_repo)
+        if _is_pickle(key):
+            raise ValueError(f"extra_files[{path_in_repo!r}]: pickle files are not uploaded (use safetensors)")
+        if not Path(local).is_file():
+            raise FileNotFoundError(f"extra_files[{path_in_repo!r}] not found: {local}")
+        extras[key] = Path(local)
+    reserved = {f"{PLOTS_DIR}/{p.name}" for p in plot_paths}
+    clash = reserved & set(extras)
+    if clash:
+        raise ValueError(f"extra_files {sorted(clash)} would overwrite plots of the same name")
+
+    with tempfile.TemporaryDirectory(prefix="hf_vq_push_") as tmp:
+        folder = Path(tmp)
+        # 2. Save everything locally.
+        model.save_pretrained(folder)
+        if image_processor is not None:
+            image_processor.save_pretrained(folder)
+        saved = sorted(p for p in folder.rglob("*") if p.is_file())
+        pickles = [p.relative_to(folder).as_posix() for p in saved if _is_pickle(p.name)]
+        if pickles:
+            raise RuntimeError(f"save_pretrained wrote pickle files {pickles}; only safetensors weights are uploaded")
+        if not any(p.name.endswith(".safetensors") for p in saved):
+            raise RuntimeError(f"save_pretrained wrote no .safetensors file (wrote {[p.name for p in saved]})")
+        files = {p.relative_to(folder).as_posix(): p for p in saved if "__pycache__" not in p.parts}
+        clash = set(files) & (set(extras) | reserved)
+        if clash:
+            raise ValueError(f"extra_files/plots {sorted(clash)} would overwrite files written by save_pretrained")
+
+        if card is None:
+            card = render_model_card(model, model_name=repo_id.split("/")[-1], repo_id=repo_id, plots=plot_paths,
+                                     has_image_processor=image_processor is not None)
+        readme = folder / "README.md"
+        readme.write_text(str(card), encoding="utf-8")
+        files["README.md"] = readme
+        for path in plot_paths:
+            files[f"{PLOTS_DIR}/{path.name}"] = path
+        files.update(extras)
+
+        uploaded = set(files)
+        missing_links = sorted({link for link in _PLOT_LINK.findall(str(card)) if link not in uploaded})
+        if missing_links:
+            warnings.warn(f"README.md links {missing_links}, which this commit does not upload", stacklevel=2)
+        operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(path)) for name, path in sorted(files.items())]
+
+        # 3. Network: repo (and branch), then a single commit.
+        api = HfApi(token=token)
+        if create_repo:
+            api.create_repo(repo_id, exist_ok=True, private=private)
+            if revision is not None and revision != "main" and not revision.startswith("refs/"):
+                api.create_branch(repo_id, branch=revision, exist_ok=True)
+        return api.create_commit(repo_id, operations=operations, commit_message=commit_message, revision=revision)
