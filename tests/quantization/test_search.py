@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from hf_vq.quantization.search import default_chunk_size, nearest_code, squared_distances
+from hf_vq.quantization.search import DEFAULT_BLOCK_ELEMENTS, default_chunk_size, nearest_code, squared_distances
 
 
 def brute_force(z, c):
@@ -16,9 +16,9 @@ def test_chunked_search_equals_brute_force(chunk_size):
 
 
 def test_chunk_size_bounds_block_memory():
-    # one (chunk, K) block holds ~2^24 values whatever K is: O(chunk x K), not O(N x K)
-    assert default_chunk_size(1024) * 1024 == 2**24
-    assert default_chunk_size(65536) * 65536 == 2**24
+    # one (chunk, K) block holds ~2^20 values whatever K is: O(chunk x K), not O(N x K)
+    assert default_chunk_size(1024) * 1024 == DEFAULT_BLOCK_ELEMENTS == 2**20
+    assert default_chunk_size(65536) * 65536 == DEFAULT_BLOCK_ELEMENTS
     assert default_chunk_size(2**30) == 1
 
 
