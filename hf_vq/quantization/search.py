@@ -82,14 +82,19 @@ def nearest_code(
     exact = exact - center
     exact_sq = exact.pow(2).sum(-1)
     reduced = dtype.itemsize < exact.dtype.itemsize
-    cb, cb_sq = (exact.to(dtype), exact_sq.to(dtype)) if reduced else (exact, exact_sq)
+    if reduced:  # centre z too: a reduced-precision z would lose its offset-free digits
+        cb, bias = exact.to(dtype), exact_sq.to(dtype)
+    else:  # ‖z−c‖² − ‖z−m‖² = ‖c−m‖² + 2m·(c−m) − 2z·(c−m): the centring folds into the per-code bias
+        cb, bias = exact, exact_sq + 2 * (exact @ center)
     out = torch.empty(n, dtype=torch.long, device=z.device)
     buffer = torch.empty(min(chunk_size, n), cb.shape[0], dtype=dtype, device=z.device)
-    cb_t, cb_sq_row = cb.t(), cb_sq.unsqueeze(0)
+    cb_t, bias_row = cb.t(), bias.unsqueeze(0)
     for start in range(0, n, chunk_size):
-        chunk = z[start : start + chunk_size].detach().to(exact.dtype) - center
+        chunk = z[start : start + chunk_size].detach()
+        if reduced:
+            chunk = chunk.to(exact.dtype) - center
         block = buffer[: chunk.shape[0]]
-        torch.addmm(cb_sq_row, chunk.to(dtype), cb_t, beta=1.0, alpha=-2.0, out=block)  # squared_distances
+        torch.addmm(bias_row, chunk.to(dtype), cb_t, beta=1.0, alpha=-2.0, out=block)  # squared_distances, shifted
         if temperature is None and reduced and rerank > 1 and cb.shape[0] > 1:
             cand = block.topk(min(rerank, cb.shape[0]), dim=1, largest=False).indices  # (n, r)
             scores = exact_sq[cand] - 2 * torch.einsum("nd,nrd->nr", chunk, exact[cand])
