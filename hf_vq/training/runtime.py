@@ -1,0 +1,108 @@
+"""Run setup shared by the training scripts: the Accelerator, the model config, the output folder checks."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+
+from .checkpoint import complete_checkpoints, config_changes, read_checkpoint_info, resolve_resume
+from .config import ConfigError, RunConfig
+from .tracking import log_with
+
+
+@contextlib.contextmanager
+def exit_on_config_error():
+    """Turn a ConfigError raised inside into `error: <message>` on stderr and exit status 2."""
+    try:
+        yield
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+
+
+def make_accelerator(cfg: RunConfig):
+    """Accelerator for a run: DDP without buffer broadcasting (each VectorQuantizer keeps its own buffers
+    in sync with explicit all-reduces; DDP's default would overwrite every rank's buffers with rank 0's at
+    each forward), no unused parameters to find (every parameter, the codebook included, is in the graph
+    of every training forward), a seedable sampler (epoch e shuffles with seed + e on every rank, and a
+    resumed run reshuffles identically), gradient accumulation and mixed precision from the config. With
+    `mixed_precision: no` the launcher's choice (`accelerate launch --mixed_precision bf16`) applies."""
+    import torch
+    from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
+    from accelerate.utils import ProjectConfiguration
+
+    has_device = torch.accelerator.is_available() if hasattr(torch, "accelerator") else torch.cuda.is_available()
+    accelerator = Accelerator(
+        # Without cpu=True, processes started by `accelerate launch --multi_gpu` / torchrun on a machine
+        # without GPUs each run alone (DistributedType.NO): say CPU explicitly so they form a gloo group.
+        cpu=not has_device,
+        mixed_precision=None if cfg.mixed_precision == "no" else cfg.mixed_precision,
+        gradient_accumulation_steps=cfg.train.gradient_accumulation_steps,
+        log_with=log_with(cfg.logging.log_with) or None,
+        project_config=ProjectConfiguration(project_dir=cfg.output_dir, logging_dir=cfg.output_dir),  # → <output_dir>/tensorboard
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed),
+        kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False, find_unused_parameters=False)],
+        step_scheduler_with_optimizer=False,
+    )
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched != accelerator.num_processes:
+        raise RuntimeError(
+            f"the launcher started {launched} processes (WORLD_SIZE) but Accelerate runs {accelerator.num_processes}; "
+            "they would train independently. On CPU launch with `accelerate launch --multi_gpu --num_processes N` "
+            "or `torchrun --nproc_per_node N`"
+        )
+    return accelerator
+
+
+def build_model_config(config_class, settings: dict, **extra):
+    """`config_class(**settings, **extra)`, its validation errors as ConfigError naming `model.*`."""
+    try:
+        return config_class(**settings, **extra)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"model: {err}") from None
+
+
+def preflight(cfg: RunConfig) -> Path | None:
+    """Checks that need no data, before anything is loaded. Returns the checkpoint to resume from (None for
+    a fresh run). A fresh run refuses an output folder that already holds checkpoints, so a forgotten
+    --resume never mixes two runs; --push_to_hub needs a valid repo id and the Hub not in offline mode."""
+    if cfg.push_to_hub:
+        from huggingface_hub import constants
+        from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+        try:
+            validate_repo_id(cfg.push_to_hub)
+        except HFValidationError as err:
+            raise ConfigError(f"push_to_hub: {cfg.push_to_hub!r} is not a repo id ('name' or 'namespace/name'): {err}") from None
+        if constants.HF_HUB_OFFLINE:
+            raise ConfigError("push_to_hub is set but HF_HUB_OFFLINE is on: the upload at the end would fail; "
+                              "unset one of them")
+    if cfg.resume:
+        return resolve_resume(cfg.resume, cfg.output_dir)
+    found = complete_checkpoints(cfg.output_dir)
+    if found:
+        raise ConfigError(
+            f"output_dir {cfg.output_dir} already holds checkpoints (latest {found[-1].name}); pass --resume to "
+            "continue that run, or choose another --output_dir"
+        )
+    return None
+
+
+def load_checkpoint(accelerator, path: Path | None, cfg: RunConfig | None = None) -> dict:
+    """Restore model, optimizers, schedules, the alternating optimizer, RNG states and the Accelerate step
+    counter from `path`; returns its position {"step", "epoch", "batch_in_epoch"} (zeros for None). Warns
+    when `cfg` differs from the checkpoint's run in a setting that changes the computation."""
+    if path is None:
+        return {"step": 0, "epoch": 0, "batch_in_epoch": 0}
+    info = read_checkpoint_info(path)
+    changes = config_changes(info.get("config"), cfg.to_dict()) if cfg is not None else []
+    if changes:
+        accelerator.print("warning: resuming with settings that differ from the checkpoint's run (the result will "
+                          "not match an uninterrupted run):\n  " + "\n  ".join(changes))
+    accelerator.load_state(str(path))
+    accelerator.print(f"resumed from {path} at optimizer step {info['step']} (epoch {info['epoch']}, batch {info['batch_in_epoch']})")
+    return info
+
+
+__all__ = ["build_model_config", "preflight", "exit_on_config_error", "load_checkpoint", "make_accelerator"]

@@ -1,0 +1,114 @@
+"""Logging: a JSONL file always (one JSON object per line), Accelerate trackers (TensorBoard) when installed,
+and a tqdm progress bar on the main process.
+
+Records carry `"step"` (optimizer steps done) and `"kind"`: "start" (run facts: processes, steps,
+parameters), "train" (means since the previous record), "eval" (test-split metrics) and "end". When a run
+is resumed from step N, records after N (written by the killed run after its last checkpoint) are dropped
+from the file first, so it reads as one uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+from pathlib import Path
+
+LOG_FILE = "train_log.jsonl"
+
+
+def _clean(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+class JSONLLogger:
+    """Append-only JSONL log written by the main process (other ranks get a no-op logger)."""
+
+    def __init__(self, path: str | os.PathLike, enabled: bool = True, resume_step: int | None = None):
+        self.path = Path(path)
+        self.enabled = enabled
+        if not enabled:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if resume_step is None:
+            self.path.write_text("")
+        elif self.path.exists():
+            kept = [line for line in self.path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= resume_step
+                    and json.loads(line).get("kind") != "end"]
+            self.path.write_text("".join(line + "\n" for line in kept))
+
+    def log(self, record: dict) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a") as f:
+            f.write(json.dumps({k: _clean(v) for k, v in record.items()}) + "\n")
+
+
+class RunLogger:
+    """The JSONL log (main process) plus the Accelerate trackers, with one call per kind of record."""
+
+    def __init__(self, accelerator, output_dir: str | os.PathLike, config: dict, resume_step: int | None = None):
+        self.accelerator = accelerator
+        self.path = Path(output_dir) / LOG_FILE
+        self.jsonl = JSONLLogger(self.path, enabled=accelerator.is_main_process, resume_step=resume_step)
+        accelerator.init_trackers("tensorboard", config=tracker_config(flatten(config)))
+
+    def start(self, step: int, **facts) -> None:
+        self.jsonl.log({"kind": "start", "step": step, **facts})
+
+    def train(self, step: int, values: dict) -> None:
+        self.jsonl.log({"kind": "train", "step": step, **values})
+        self.accelerator.log({f"train/{k}": v for k, v in values.items()}, step=step)
+
+    def eval(self, step: int, metrics: dict) -> None:
+        values = {k: v for k, v in metrics.items() if k != "code_histogram"}
+        self.jsonl.log({"kind": "eval", "step": step, **values})
+        self.accelerator.log({f"eval/{k}": v for k, v in values.items()}, step=step)
+
+    def end(self, step: int, **facts) -> None:
+        self.jsonl.log({"kind": "end", "step": step, **facts})
+
+    def records(self) -> list[dict]:
+        return read_log(self.path)
+
+
+def read_log(path: str | os.PathLike) -> list[dict]:
+    path = Path(path)
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def log_with(choice: str) -> list[str]:
+    """Accelerate `log_with` for logging.log_with: "auto" → tensorboard when importable."""
+    available = importlib.util.find_spec("tensorboard") is not None or importlib.util.find_spec("tensorboardX") is not None
+    if choice == "tensorboard" or (choice == "auto" and available):
+        return ["tensorboard"]
+    return []
+
+
+def tracker_config(flat: dict) -> dict:
+    """Hyper-parameters in the types TensorBoard's hparams accept (lists and None become strings)."""
+    return {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in flat.items()}
+
+
+def flatten(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
+
+
+def progress_bar(total: int, initial: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, disable=not enabled, dynamic_ncols=True, desc="train")
+
+
+__all__ = ["JSONLLogger", "LOG_FILE", "RunLogger", "flatten", "log_with", "progress_bar", "read_log", "tracker_config"]

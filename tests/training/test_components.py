@@ -1,0 +1,229 @@
+"""The reusable training parts in-process: data checks, optimizer groups and schedules, checkpoint folders,
+evaluation metrics, augmentation."""
+
+from __future__ import annotations
+
+import datasets
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from hf_vq import VQVAEConfig, VQVAEModel, VQViTConfig, VQViTForImageClassification, metrics
+from hf_vq.training.augment import random_resized_crop
+from hf_vq.training.checkpoint import MARKER, complete_checkpoints, config_changes, resolve_resume
+from hf_vq.training.config import ConfigError, DataConfig, TrainConfig
+from hf_vq.training.data import prepare_data
+from hf_vq.training.evaluate import evaluate
+from hf_vq.training.optim import build_optimizers, count_steps, parameter_groups
+
+TINY_VAE = dict(block_out_channels=[8], layers_per_block=1, latent_channels=4, norm_num_groups=4,
+                mid_block_add_attention=False, image_size=8, quantizer={"codebook_size": 8, "affine": "learnable"})
+
+
+@pytest.fixture
+def image_dir(tmp_path):
+    """A save_to_disk dataset of 12×12 RGB images with labels, train 6 / test 3."""
+    def split(n):
+        rng = np.random.default_rng(n)
+        images = [Image.fromarray(rng.integers(0, 255, (12, 12, 3), dtype=np.uint8)) for _ in range(n)]
+        return datasets.Dataset.from_dict({"image": images, "label": list(range(n))},
+                                          features=datasets.Features({"image": datasets.Image(), "label": datasets.Value("int64")}))
+    path = tmp_path / "ds"
+    datasets.DatasetDict({"train": split(6), "test": split(3)}).save_to_disk(str(path))
+    return path
+
+
+def test_prepare_data_checks(image_dir, tmp_path):
+    data = prepare_data(DataConfig(source=str(image_dir)), image_size=12, num_channels=3, need_labels=True)
+    assert len(data.train) == 6 and data.class_names == [str(i) for i in range(6)]
+    assert data.train[0]["pixel_values"].shape == (3, 12, 12)
+    with pytest.raises(ConfigError, match=r"train images are 12×12 but model.image_size is 16; .*--data.resize true"):
+        prepare_data(DataConfig(source=str(image_dir)), image_size=16, num_channels=3, need_labels=False)
+    resized = prepare_data(DataConfig(source=str(image_dir), resize=True), image_size=16, num_channels=1, need_labels=False)
+    assert resized.test[0]["pixel_values"].shape == (1, 16, 16)
+    with pytest.raises(ConfigError, match="has no column 'img'"):
+        prepare_data(DataConfig(source=str(image_dir), image_column="img"), image_size=12, num_channels=3, need_labels=False)
+    with pytest.raises(ConfigError, match="has no column 'target'"):
+        prepare_data(DataConfig(source=str(image_dir), label_column="target"), image_size=12, num_channels=3, need_labels=True)
+    with pytest.raises(ConfigError, match="data.label_column must name"):
+        prepare_data(DataConfig(source=str(image_dir), label_column=None), image_size=12, num_channels=3, need_labels=True)
+    with pytest.raises(ConfigError, match="is not a directory"):
+        prepare_data(DataConfig(source=str(tmp_path / "missing")), image_size=12, num_channels=3, need_labels=False)
+
+
+def test_empty_dataset_is_refused(image_dir, tmp_path):
+    ds = datasets.load_from_disk(str(image_dir))
+    empty = tmp_path / "empty"
+    nothing = ds["train"].filter(lambda _: False)
+    datasets.DatasetDict({"train": nothing, "test": ds["test"]}).save_to_disk(str(empty))
+    with pytest.raises(ConfigError, match="empty"):
+        prepare_data(DataConfig(source=str(empty)), image_size=12, num_channels=3, need_labels=False)
+
+
+def test_hub_id_offline_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True, raising=False)
+    with pytest.raises(ConfigError, match="data.source"):
+        prepare_data(DataConfig(source="someone/not-a-local-dataset"), image_size=32, num_channels=3, need_labels=False)
+
+
+def test_no_weight_decay_on_codebook_and_affine():
+    model = VQViTForImageClassification(VQViTConfig(image_size=8, patch_size=4, num_channels=1, hidden_size=16,
+                                                    num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+                                                    num_labels=3, quantizer={"codebook_size": 8, "affine": "learnable"}))
+    decay, no_decay = parameter_groups(model, 0.05)
+    codebook = {id(p) for p in model.quantizer.codebook_parameters()}
+    assert len(codebook) == 3 and codebook <= {id(p) for p in no_decay["params"]}
+    assert not codebook & {id(p) for p in decay["params"]}
+    assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
+    assert id(model.vit.embeddings.position_embeddings) in {id(p) for p in no_decay["params"]}
+    every = {id(p) for p in model.parameters()}
+    assert every == {id(p) for g in (decay, no_decay) for p in g["params"]}
+
+
+def test_schedules_and_alternating_optimizer():
+    model = VQVAEModel(VQVAEConfig(**TINY_VAE))
+    cfg = TrainConfig(lr=1e-3, optimization="alternated", inner_steps=2, codebook_lr=5e-3)
+    total, warmup, per_epoch = count_steps(TrainConfig(epochs=2.5, warmup_epochs=1, gradient_accumulation_steps=3), 10)
+    assert (total, warmup, per_epoch) == (10, 4, 4)
+    opt = build_optimizers(model, cfg, total_steps=10, warmup_steps=2)
+    assert opt.alternating is not None and opt.alternating.inner_steps == 2
+    assert opt.alternating.optimizer.param_groups[0]["lr"] == 0.0  # warmup starts at 0
+    lrs = []
+    for _ in range(10):
+        lrs.append(opt.lrs())
+        opt.optimizer.step()  # no gradients: no-ops, in the order the schedulers expect
+        opt.alternating.optimizer.step()
+        for s in opt.schedulers():
+            s.step()
+    assert lrs[2] == {"lr": pytest.approx(1e-3), "codebook_lr": pytest.approx(5e-3)}  # peak after warmup
+    assert lrs[1]["lr"] == pytest.approx(5e-4) and lrs[-1]["lr"] < 1e-4  # linear warmup, cosine decay
+    assert model.quantizer._inner is opt.alternating
+    assert len(opt.checkpoint_objects()) == 3
+
+
+def test_checkpoint_resolution_ignores_incomplete(tmp_path):
+    root = tmp_path / "checkpoints"
+    for name, complete in (("step_000000004", True), ("step_000000008", True), ("step_000000012.tmp", False),
+                           ("step_000000016", False)):
+        (root / name).mkdir(parents=True)
+        if complete:
+            (root / name / MARKER).write_text('{"step": 1}')
+    assert [p.name for p in complete_checkpoints(tmp_path)] == ["step_000000004", "step_000000008"]
+    assert resolve_resume("latest", tmp_path).name == "step_000000008"
+    assert resolve_resume(str(tmp_path), tmp_path / "elsewhere").name == "step_000000008"
+    assert resolve_resume(str(root / "step_000000004"), tmp_path).name == "step_000000004"
+    with pytest.raises(ConfigError, match="incomplete checkpoint"):
+        resolve_resume(str(root / "step_000000012.tmp"), tmp_path)
+    with pytest.raises(ConfigError, match="not a checkpoint folder"):
+        resolve_resume(str(root / "step_000000016"), tmp_path)
+    with pytest.raises(ConfigError, match="no complete checkpoint"):
+        resolve_resume("latest", tmp_path / "fresh")
+
+
+def test_config_changes_ignore_logging_settings():
+    saved = {"train": {"lr": 1e-3, "batch_size": 8}, "eval": {"eval_every": 5}, "output_dir": "a"}
+    now = {"train": {"lr": 1e-3, "batch_size": 16}, "eval": {"eval_every": 7}, "output_dir": "b"}
+    assert config_changes(saved, now) == ["train.batch_size: 8 -> 16"]
+    assert config_changes(None, now) == []
+
+
+class _Accelerator:
+    """The two methods `evaluate` needs, single process."""
+
+    device = torch.device("cpu")
+
+    def gather_for_metrics(self, x):
+        return x
+
+
+def test_evaluate_matches_hf_vq_metrics():
+    torch.manual_seed(0)
+    model = VQVAEModel(VQVAEConfig(**TINY_VAE)).eval()
+    batches = [{"pixel_values": torch.randn(5, 3, 8, 8)}, {"pixel_values": torch.randn(3, 3, 8, 8)}]
+    result = evaluate(model, batches, _Accelerator(), "vqvae", mean=[0.5] * 3, std=[0.5] * 3)
+    with torch.no_grad():
+        x = torch.cat([b["pixel_values"] for b in batches])
+        z_e = model.quant_conv(model.encoder(x))
+        out = model.quantizer(z_e)
+        recon = model(x).reconstruction
+    assert result["num_examples"] == 8
+    assert result["perplexity"] == pytest.approx(metrics.perplexity(out.indices, 8), rel=1e-5)
+    assert result["active_codes"] == pytest.approx(metrics.active_code_ratio(out.indices, 8))
+    assert result["quantization_error"] == pytest.approx(metrics.quantization_error(z_e, out.quantized, dim=1), rel=1e-5)
+    assert result["mse"] == pytest.approx(float((recon - x).pow(2).mean()), rel=1e-5)
+    mse01 = float(((recon * 0.5 + 0.5).clamp(0, 1) - (x * 0.5 + 0.5)).pow(2).mean())
+    assert result["psnr"] == pytest.approx(10 * np.log10(1 / mse01), rel=1e-5)
+    assert sum(result["code_histogram"]) == out.indices.numel()
+    assert not model.training
+
+
+def test_random_resized_crop_is_seeded_and_keeps_shape():
+    x = torch.arange(2 * 3 * 16 * 16, dtype=torch.float32).view(2, 3, 16, 16)
+    torch.manual_seed(1)
+    a = random_resized_crop(x)
+    torch.manual_seed(1)
+    b = random_resized_crop(x)
+    assert a.shape == x.shape and torch.equal(a, b) and not torch.equal(a, x)
+    full = random_resized_crop(x, scale=(1.0, 1.0), ratio=(1.0, 1.0), flip=False)
+    assert torch.allclose(full, x, atol=1e-3)  # the identity crop
+
+
+class _MainProcess:
+    is_main_process = True
+
+    def unwrap_model(self, model):
+        return model
+
+
+def test_save_final_and_push_in_one_commit(tmp_path, monkeypatch):
+    from hf_vq import hub
+    from hf_vq.training.config import RunConfig
+    from hf_vq.training.data import image_processor
+    from hf_vq.training.export import push, save_final
+    from hf_vq.training.plots import code_usage
+
+    commits = []
+
+    class FakeApi:
+        def __init__(self, token=None):
+            pass
+
+        def create_repo(self, repo_id, exist_ok, private):
+            pass
+
+        def create_commit(self, repo_id, operations, commit_message, revision):
+            commits.append((repo_id, sorted(op.path_in_repo for op in operations)))
+
+    monkeypatch.setattr(hub, "HfApi", FakeApi)
+    model = VQVAEModel(VQVAEConfig(**TINY_VAE))
+    cfg = RunConfig(output_dir=str(tmp_path / "out"), push_to_hub="me/tiny-vq")
+    metrics = {"mse": 0.1, "psnr": 20.0, "perplexity": 3.0, "active_codes": 0.5, "quantization_error": 0.2,
+               "loss": 0.3, "num_examples": 4, "code_histogram": [1, 0, 3, 0, 0, 0, 0, 0]}
+    plot = code_usage(metrics["code_histogram"], tmp_path / "out" / "plots" / "code_usage.png")
+    processor = image_processor(8, [0.5] * 3, [0.5] * 3)
+    out = save_final(_MainProcess(), model, processor, cfg, metrics, [plot], {"steps": 1})
+    assert (out / "model.safetensors").is_file() and (out / "preprocessor_config.json").is_file()
+    card = (out / "README.md").read_text()
+    assert "me/tiny-vq" in card and "value: 20.0" in card and "plots/code_usage.png" in card
+    (out / "train_log.jsonl").write_text("{}\n")
+    push(_MainProcess(), model, processor, cfg, [plot])
+    [(repo, files)] = commits
+    assert repo == "me/tiny-vq"
+    assert {"README.md", "config.json", "model.safetensors", "preprocessor_config.json", "plots/code_usage.png",
+            "train_log.jsonl", "eval_results.json"} <= set(files)
+    assert not [f for f in files if f.endswith((".bin", ".pt", ".pkl"))]
+
+
+def test_preflight_refuses_a_push_that_cannot_happen(monkeypatch):
+    from huggingface_hub import constants
+
+    from hf_vq.training.config import RunConfig
+    from hf_vq.training.runtime import preflight
+
+    with pytest.raises(ConfigError, match="not a repo id"):
+        preflight(RunConfig(push_to_hub="not a/valid/repo"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ConfigError, match="HF_HUB_OFFLINE"):
+        preflight(RunConfig(push_to_hub="me/model"))

@@ -1,0 +1,123 @@
+"""Configuration: YAML files, command-line overrides, and errors that name the key before anything runs."""
+
+import pytest
+
+from hf_vq import VQVAEConfig, VQViTConfig
+from hf_vq.training.config import ConfigError, build_config, load_config, parse_cli, read_yaml
+from hf_vq.training.runtime import build_model_config
+
+from . import CONFIGS
+
+VAE = {"task": "vqvae"}
+
+
+def cli(*argv):
+    _, overrides, _ = parse_cli(list(argv))
+    return overrides
+
+
+def test_yaml_then_cli_overrides_with_dotted_tails():
+    base = {"task": "vqvae", "train": {"lr": "1e-4", "betas": [0.8, 0.9]}, "model": {"quantizer": {"beta": 0.9}}}
+    cfg = build_config("vqvae", VQVAEConfig, base=base, overrides=cli(
+        "--lr", "1e-3", "--quantizer.beta", "0.5", "--set", "train.batch_size=8", "--betas=0.7,0.8",
+        "--optimization", "alternated", "--inner_steps", "4", "--model.latent_channels", "16"))
+    assert cfg.train.lr == pytest.approx(1e-3) and isinstance(cfg.train.lr, float)
+    assert cfg.model == {"quantizer": {"beta": 0.5}, "latent_channels": 16}
+    assert cfg.train.batch_size == 8 and cfg.train.betas == [0.7, 0.8]
+    assert (cfg.train.optimization, cfg.train.inner_steps) == ("alternated", 4)
+
+
+def test_yaml_exponent_without_dot_is_a_float():  # PyYAML reads `1e-4` as a string
+    cfg = build_config("vqvae", VQVAEConfig, base={"task": "vqvae", "train": {"lr": "1e-4", "weight_decay": "3e-2"}})
+    assert cfg.train.lr == pytest.approx(1e-4) and cfg.train.weight_decay == pytest.approx(0.03)
+
+
+def test_flags_without_value():
+    cfg = build_config("vqvae", VQVAEConfig, base=VAE, overrides=cli("--resume", "--debug_dump_rank_state"))
+    assert cfg.resume == "latest" and cfg.debug_dump_rank_state is True
+
+
+@pytest.mark.parametrize(
+    "argv,expected",
+    [
+        (["--lrr", "1"], "unknown config key 'lrr'; did you mean 'train.lr'"),
+        (["--quantizer.comitment_weight", "1"], "did you mean 'model.quantizer.commitment_weight'"),
+        (["--batch_sise", "3"], "did you mean 'train.batch_size'"),
+        (["--train.batch_size", "x"], "train.batch_size must be int"),
+        (["--optimization", "alternating"], "train.optimization must be 'joint' | 'alternated'"),
+        (["--inner_steps", "2"], "needs train.optimization: alternated"),
+        (["--quantizer.dim", "3"], "unknown config key 'quantizer.dim'"),
+        (["--model", "3"], "'model' is a section"),
+        (["--lr"], "--lr needs a value"),
+    ],
+)
+def test_bad_command_line_names_the_key(argv, expected):
+    with pytest.raises(ConfigError) as err:
+        build_config("vqvae", VQVAEConfig, base=VAE, overrides=cli(*argv))
+    assert expected in str(err.value)
+
+
+def test_ambiguous_tail_lists_the_candidates():
+    from hf_vq.training.config import KeyTable
+
+    table = KeyTable(VQVAEConfig)
+    table.keys["eval.lr"] = table.keys["train.lr"]  # no shipped key is ambiguous: make `lr` so
+    with pytest.raises(ConfigError, match="ambiguous: it could be eval.lr, train.lr"):
+        table.resolve("lr", "command line")
+
+
+def test_unknown_yaml_key_before_anything_runs(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("task: vqvae\ntrain:\n  lerning_rate: 0.1\n")
+    with pytest.raises(ConfigError, match=r"unknown config key 'train.lerning_rate'"):
+        build_config("vqvae", VQVAEConfig, base=read_yaml(path), source=str(path))
+    with pytest.raises(ConfigError, match=r"model.quantizer.codebook_sise'; did you mean 'model.quantizer.codebook_size'"):
+        build_config("vqvae", VQVAEConfig, base={"task": "vqvae", "model": {"quantizer": {"codebook_sise": 8}}})
+
+
+def test_task_mismatch_and_labels_set_by_the_script():
+    with pytest.raises(ConfigError, match="train_vq_vit.py"):
+        build_config("vqvae", VQVAEConfig, base={"task": "vq_vit"})
+    with pytest.raises(ConfigError, match="set by the training script"):
+        build_config("vq_vit", VQViTConfig, base={"task": "vq_vit", "model": {"num_labels": 3}})
+
+
+def test_load_config_exits_with_status_2_and_the_message(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        load_config(["--quantizer.betta", "0.9"], task="vqvae", model_config_class=VQVAEConfig, defaults=VAE)
+    assert exit_.value.code == 2
+    assert "did you mean 'model.quantizer.beta'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        load_config(["--config", "missing.yaml"], task="vqvae", model_config_class=VQVAEConfig, defaults=VAE)
+    assert exit_.value.code == 2 and "not found" in capsys.readouterr().err
+
+
+def test_model_values_are_checked_by_the_model_config():
+    cfg = build_config("vqvae", VQVAEConfig, base=VAE, overrides=cli("--quantizer.beta", "1.5"))
+    with pytest.raises(ConfigError, match="beta must be in"):
+        build_model_config(VQVAEConfig, cfg.model)
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.yaml")))
+def test_shipped_configs_parse_and_build_their_model_config(name):
+    tree = read_yaml(CONFIGS / name)
+    config_class = VQViTConfig if tree["task"] == "vq_vit" else VQVAEConfig
+    cfg = build_config(tree["task"], config_class, base=tree, source=name)
+    model_config = build_model_config(config_class, cfg.model)
+    assert model_config.quantizer["codebook_size"] >= 2
+
+
+def test_paper_recipes_hold_the_tables_values():
+    vit = build_config("vq_vit", VQViTConfig, base=read_yaml(CONFIGS / "paper_vit_tiny_imagenet100.yaml"))
+    t = vit.train
+    assert (t.lr, t.weight_decay, t.betas, t.epochs, t.scheduler, t.warmup_epochs) == (2e-4, 0.03, [0.9, 0.95], 90, "cosine", 10)
+    q = build_model_config(VQViTConfig, vit.model).quantizer
+    assert (q.commitment_weight, q.beta, q.sync_nu, q.affine_lr_scale, q.codebook_size, q.kmeans_init) == (5, 0.995, 0.01, 10, 1024, True)
+    m = build_model_config(VQViTConfig, vit.model)
+    assert (m.hidden_size, m.num_hidden_layers, m.num_attention_heads, m.patch_size, m.quantizer_layer) == (192, 12, 3, 16, 6)
+    vae = build_config("vqvae", VQVAEConfig, base=read_yaml(CONFIGS / "paper_vqvae_cifar10.yaml"))
+    t = vae.train
+    assert (t.lr, t.weight_decay, t.betas, t.epochs, t.scheduler, t.warmup_epochs) == (1e-4, 1e-4, [0.9, 0.95], 90, "cosine", 10)
+    assert vae.data.source == "uoft-cs/cifar10" and vae.data.augment == "none"
+    m = build_model_config(VQVAEConfig, vae.model)
+    assert (m.image_size, m.quantizer.codebook_size, m.block_out_channels[0]) == (32, 1024, 64)
