@@ -353,8 +353,12 @@ class VectorQuantizer(nn.Module):
         self.last_replaced = dead
         if dead.numel() == 0:
             return
-        gen = torch.Generator().manual_seed(int(self.num_steps))  # same on every rank: steps are synced
-        vectors = sample_replacements(z, dead.numel(), noise_scale=self.replace_noise, generator=gen)
+        step = int(self.num_steps)  # the same on every rank: steps are synced
+        rank = torch.distributed.get_rank() if is_distributed() else 0
+        vectors = sample_replacements(
+            z, dead.numel(), noise_scale=self.replace_noise, generator=torch.Generator().manual_seed(step),
+            local_generator=torch.Generator().manual_seed((step + 1) * 65537 + rank),
+        )
         if vectors is None:
             return
         self._set_codes(dead, vectors)

@@ -20,15 +20,17 @@ def update_idle_steps(idle_steps: torch.Tensor, hits: torch.Tensor) -> None:
 
 @torch.no_grad()
 def sample_replacements(
-    z: torch.Tensor, count: int, *, noise_scale: float, generator: torch.Generator
+    z: torch.Tensor, count: int, *, noise_scale: float, generator: torch.Generator, local_generator: torch.Generator
 ) -> torch.Tensor | None:
     """`count` random rows of the current embeddings, pooled over all ranks, plus noise.
 
     z: (N, D) this rank's fp32 embeddings (N may be 0). `generator` must be seeded identically on every
     rank: the pick from the pooled candidates is then the same everywhere, with no broadcast from a rank
-    whose batch might be empty. Returns (count, D), or None when no rank has any vector.
+    whose batch might be empty. `local_generator` (per rank) picks this rank's candidates. Neither touches
+    torch's global RNG. Returns (count, D), or None when no rank has any vector.
     """
-    local = z[torch.randint(z.shape[0], (min(count, z.shape[0]),), device=z.device)] if z.shape[0] else z[:0]
+    n_local = min(count, z.shape[0])
+    local = z[torch.randint(z.shape[0], (n_local,), generator=local_generator).to(z.device)] if n_local else z[:0]
     pool = all_gather_rows(local.contiguous())
     if pool.shape[0] == 0:
         return None
