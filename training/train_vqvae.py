@@ -71,8 +71,7 @@ train_dl, test_dl = accelerator.prepare(*make_loaders(data, batch_size=cfg.train
 total_steps, warmup_steps, steps_per_epoch = count_steps(cfg.train, len(train_dl))
 opt = build_optimizers(model, cfg.train, total_steps, warmup_steps)
 model, opt.optimizer = accelerator.prepare(model, opt.optimizer)
-accelerator.register_for_checkpointing(*opt.checkpoint_objects())
-position = load_checkpoint(accelerator, resume_from, cfg)
+position = load_checkpoint(accelerator, resume_from, cfg, extra_state=opt.checkpoint_objects())
 
 log = RunLogger(accelerator, out_dir, cfg.to_dict(), resume_step=position["step"] if resume_from else None)
 facts = {"num_processes": accelerator.num_processes, "mixed_precision": accelerator.mixed_precision,
@@ -110,7 +109,7 @@ while step < total_steps:
         if cfg.checkpoint.save_every and step % cfg.checkpoint.save_every == 0:
             done = i + 1 == len(train_dl)
             save_checkpoint(accelerator, out_dir, step, {"epoch": epoch + done, "batch_in_epoch": 0 if done else i + 1},
-                            cfg.checkpoint.keep_last, config=cfg.to_dict())
+                            cfg.checkpoint.keep_last, config=cfg.to_dict(), extra_state=opt.checkpoint_objects())
         if step >= total_steps:
             break
     epoch, skip = epoch + 1, 0

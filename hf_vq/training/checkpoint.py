@@ -9,9 +9,10 @@ complete checkpoint or a `.tmp` folder that is ignored and removed by the next s
 `checkpoint.keep_last` complete checkpoints are kept.
 
 The checkpoint holds the model state dict (the quantizers' buffers are in it: LRU clocks, usage, the EMA
-affine statistics), the model optimizer (Accelerate), and the objects registered with
-`accelerator.register_for_checkpointing`: the model schedule, and under alternation the
-`AlternatingOptimizer` (its codebook optimizer) and the codebook schedule.
+affine statistics), the model optimizer (Accelerate), and `hf_vq_extra_state.pt` with the state dicts of
+the model schedule and, under alternation, the `AlternatingOptimizer` (its codebook optimizer) and the
+codebook schedule. These are not given to `accelerator.register_for_checkpointing`, whose loader unpickles
+with `weights_only=False`; ours loads with `weights_only=True` (tensors, numbers and containers only).
 """
 
 from __future__ import annotations
@@ -22,9 +23,12 @@ import re
 import shutil
 from pathlib import Path
 
+import torch
+
 from .config import ConfigError
 
 MARKER = "hf_vq_checkpoint.json"
+EXTRA_STATE = "hf_vq_extra_state.pt"
 _NAME = re.compile(r"^step_(\d+)$")
 
 
@@ -55,7 +59,7 @@ def _fsync_dir(path: Path) -> None:
 
 
 def save_checkpoint(accelerator, output_dir: str | os.PathLike, step: int, info: dict, keep_last: int,
-                    config: dict | None = None) -> Path:
+                    config: dict | None = None, extra_state: dict | None = None) -> Path:
     """Write the checkpoint of optimizer step `step` atomically; every rank must call it. `info` (the
     position in the data) and `config` (the run's settings) go into the marker file. Returns its path."""
     root = checkpoints_dir(output_dir)
@@ -69,6 +73,8 @@ def save_checkpoint(accelerator, output_dir: str | os.PathLike, step: int, info:
     accelerator.save_state(str(tmp))
     accelerator.wait_for_everyone()  # every rank's RNG file is written
     if accelerator.is_main_process:
+        # identical on every rank (schedules, the all-reduced inner codebook steps): rank 0 writes them
+        torch.save({name: obj.state_dict() for name, obj in (extra_state or {}).items()}, tmp / EXTRA_STATE)
         marker = tmp / MARKER
         with open(marker, "w") as f:
             json.dump({"step": step, **info, "config": config}, f, indent=2, default=str)
@@ -108,6 +114,17 @@ def resolve_resume(resume: str, output_dir: str | os.PathLike) -> Path:
     if path.name.endswith(".tmp"):
         raise ConfigError(f"resume: {resume} is an incomplete checkpoint (a run was killed while writing it)")
     raise ConfigError(f"resume: {resume} is not a checkpoint folder (no {MARKER}) nor a run folder with checkpoints")
+
+
+def load_extra_state(path: Path, objects: dict) -> None:
+    """Restore the `extra_state` objects saved with a checkpoint (`weights_only=True`: no code is unpickled)."""
+    state = torch.load(Path(path) / EXTRA_STATE, map_location="cpu", weights_only=True)
+    missing = sorted(set(objects) - set(state))
+    if missing:
+        raise ConfigError(f"checkpoint {path} has no saved state for {missing}: it was written by a run with "
+                          "other optimization settings (train.optimization)")
+    for name, obj in objects.items():
+        obj.load_state_dict(state[name])
 
 
 def read_checkpoint_info(path: Path) -> dict:

@@ -33,11 +33,11 @@ class Optimizers:
     def schedulers(self) -> list:
         return [s for s in (self.scheduler, self.codebook_scheduler) if s is not None]
 
-    def checkpoint_objects(self) -> list:
-        """Stateful objects that `accelerator.save_state` does not know (register them, in this order)."""
-        objects = [self.scheduler]
+    def checkpoint_objects(self) -> dict:
+        """Stateful objects that `accelerator.save_state` does not know, by name (see checkpoint.py)."""
+        objects = {"scheduler": self.scheduler}
         if self.alternating is not None:
-            objects += [self.alternating, self.codebook_scheduler]
+            objects |= {"alternating": self.alternating, "codebook_scheduler": self.codebook_scheduler}
         return objects
 
     def lrs(self) -> dict[str, float]:

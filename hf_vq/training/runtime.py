@@ -6,7 +6,7 @@ import contextlib
 import os
 import sys
 
-from .checkpoint import complete_checkpoints, config_changes, read_checkpoint_info, resolve_resume
+from .checkpoint import complete_checkpoints, config_changes, load_extra_state, read_checkpoint_info, resolve_resume
 from .config import ConfigError, RunConfig
 from .tracking import log_with
 
@@ -89,7 +89,7 @@ def preflight(cfg: RunConfig) -> Path | None:
     return None
 
 
-def load_checkpoint(accelerator, path: Path | None, cfg: RunConfig | None = None) -> dict:
+def load_checkpoint(accelerator, path: Path | None, cfg: RunConfig | None = None, extra_state: dict | None = None) -> dict:
     """Restore model, optimizers, schedules, the alternating optimizer, RNG states and the Accelerate step
     counter from `path`; returns its position {"step", "epoch", "batch_in_epoch"} (zeros for None). Warns
     when `cfg` differs from the checkpoint's run in a setting that changes the computation."""
@@ -101,6 +101,7 @@ def load_checkpoint(accelerator, path: Path | None, cfg: RunConfig | None = None
         accelerator.print("warning: resuming with settings that differ from the checkpoint's run (the result will "
                           "not match an uninterrupted run):\n  " + "\n  ".join(changes))
     accelerator.load_state(str(path))
+    load_extra_state(path, extra_state or {})
     accelerator.print(f"resumed from {path} at optimizer step {info['step']} (epoch {info['epoch']}, batch {info['batch_in_epoch']})")
     return info
 

@@ -111,6 +111,9 @@ def test_resume_after_sigkill_reaches_the_uninterrupted_result(vae_run, tmp_path
     (checkpoints / "step_000000039.tmp" / "model.safetensors").write_bytes(b"partial")
     done = sorted(p.name for p in checkpoints.iterdir() if not p.name.endswith(".tmp"))
     assert done and int(done[-1][5:]) >= 8
+    # no custom_checkpoint_*.pkl: Accelerate unpickles those with weights_only=False (its other files load
+    # with weights_only=True)
+    assert not list((checkpoints / done[-1]).glob("custom_checkpoint_*")) and (checkpoints / done[-1] / "hf_vq_extra_state.pt").is_file()
 
     result = run_script("vqvae", *args, "--resume", data_dir=data_dir)
     assert f"resumed from {checkpoints / done[-1]}" in result.stdout and "warning" not in result.stdout
