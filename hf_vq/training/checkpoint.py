@@ -6,7 +6,8 @@ A checkpoint of optimizer step N is written to `<output_dir>/checkpoints/step_<N
 (an atomic rename on one file system). Resume only considers folders without the `.tmp` suffix that hold
 the marker file, so a run killed at any instant (even with SIGKILL during the write) leaves either a
 complete checkpoint or a `.tmp` folder that is ignored and removed by the next save. The last
-`checkpoint.keep_last` complete checkpoints are kept.
+`checkpoint.keep_last` complete checkpoints are kept; older ones are renamed to `.old.tmp` before they are
+deleted, so a kill during the deletion never leaves a partial folder that looks complete.
 
 The checkpoint holds the model state dict (the quantizers' buffers are in it: LRU clocks, usage, the EMA
 affine statistics), the model optimizer (Accelerate), and `hf_vq_extra_state.pt` with the state dicts of
@@ -58,6 +59,15 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _remove(checkpoint: Path) -> None:
+    """Delete a checkpoint folder so that a kill at any instant leaves it complete or invisible: it is first
+    renamed to a `.tmp` name (atomic), and only then deleted file by file."""
+    trash = checkpoint.with_name(checkpoint.name + ".old.tmp")
+    shutil.rmtree(trash, ignore_errors=True)
+    os.replace(checkpoint, trash)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
 def save_checkpoint(accelerator, output_dir: str | os.PathLike, step: int, info: dict, keep_last: int,
                     config: dict | None = None, extra_state: dict | None = None) -> Path:
     """Write the checkpoint of optimizer step `step` atomically; every rank must call it. `info` (the
@@ -85,19 +95,23 @@ def save_checkpoint(accelerator, output_dir: str | os.PathLike, step: int, info:
                 with open(file, "rb") as f:
                     os.fsync(f.fileno())
         _fsync_dir(tmp)
-        if final.exists():
-            shutil.rmtree(final)
+        if final.exists():  # resumed from an older checkpoint: this step is written again
+            _remove(final)
         os.replace(tmp, final)
         _fsync_dir(root)
         for old in complete_checkpoints(output_dir)[:-keep_last]:
-            shutil.rmtree(old, ignore_errors=True)
+            _remove(old)
     accelerator.wait_for_everyone()
     return final
 
 
-def resolve_resume(resume: str, output_dir: str | os.PathLike) -> Path:
-    """The checkpoint folder `resume` names: "latest" (the newest complete one in output_dir), a checkpoint
-    folder, or a run's output folder (its newest). ConfigError when there is none."""
+def resolve_resume(resume: str, output_dir: str | os.PathLike) -> Path | None:
+    """The checkpoint folder `resume` names: "latest" (the newest complete one in output_dir), "auto" (the
+    same, or None for a fresh start when there is none yet: the one command a pre-emptible job repeats), a
+    checkpoint folder, or a run's output folder (its newest). ConfigError when there is none."""
+    if resume == "auto":
+        found = complete_checkpoints(output_dir)
+        return found[-1] if found else None
     if resume == "latest":
         found = complete_checkpoints(output_dir)
         if not found:

@@ -95,7 +95,7 @@ class RunConfig:
     seed: int = 0
     output_dir: str = "outputs/run"
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
-    resume: str | None = None  # "latest" or a checkpoint directory
+    resume: str | None = None  # "latest", "auto" (latest if any, else a fresh start) or a checkpoint directory
     push_to_hub: str | None = None  # repo id
     debug_dump_rank_state: bool = False  # each rank writes its quantizer state (multi-process checks)
     data: DataConfig = field(default_factory=DataConfig)

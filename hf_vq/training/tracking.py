@@ -24,6 +24,19 @@ def _clean(value):
     return value
 
 
+def _records(path: Path) -> list[tuple[str, dict]]:
+    """(line, record) for each complete line; a line torn by a kill in the middle of a write is skipped."""
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            out.append((line, record))
+    return out
+
+
 class JSONLLogger:
     """Append-only JSONL log written by the main process (other ranks get a no-op logger)."""
 
@@ -36,9 +49,11 @@ class JSONLLogger:
         if resume_step is None:
             self.path.write_text("")
         elif self.path.exists():
-            kept = [line for line in self.path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= resume_step
-                    and json.loads(line).get("kind") != "end"]
-            self.path.write_text("".join(line + "\n" for line in kept))
+            kept = [line for line, record in _records(self.path) if record.get("step", 0) <= resume_step and record.get("kind") != "end"]
+            # written aside and renamed: a kill during the rewrite leaves the old log, not a truncated one
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            tmp.write_text("".join(line + "\n" for line in kept))
+            os.replace(tmp, self.path)
 
     def log(self, record: dict) -> None:
         if not self.enabled:
@@ -79,7 +94,7 @@ def read_log(path: str | os.PathLike) -> list[dict]:
     path = Path(path)
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [record for _, record in _records(path)]
 
 
 def log_with(choice: str) -> list[str]:

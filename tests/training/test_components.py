@@ -106,7 +106,7 @@ def test_schedules_and_alternating_optimizer():
 def test_checkpoint_resolution_ignores_incomplete(tmp_path):
     root = tmp_path / "checkpoints"
     for name, complete in (("step_000000004", True), ("step_000000008", True), ("step_000000012.tmp", False),
-                           ("step_000000016", False)):
+                           ("step_000000016", False), ("step_000000020.old.tmp", True)):
         (root / name).mkdir(parents=True)
         if complete:
             (root / name / MARKER).write_text('{"step": 1}')
@@ -120,6 +120,8 @@ def test_checkpoint_resolution_ignores_incomplete(tmp_path):
         resolve_resume(str(root / "step_000000016"), tmp_path)
     with pytest.raises(ConfigError, match="no complete checkpoint"):
         resolve_resume("latest", tmp_path / "fresh")
+    assert resolve_resume("auto", tmp_path).name == "step_000000008"
+    assert resolve_resume("auto", tmp_path / "fresh") is None  # a fresh start
 
 
 def test_config_changes_ignore_logging_settings():

@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import json
 import math
+import random
+import shutil
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
+
+from hf_vq.training.checkpoint import complete_checkpoints
 
 from . import ACCELERATE, CONFIGS, REPO, read_jsonl, run_script, script_command, script_env
 
@@ -85,39 +90,97 @@ def test_vq_vit_end_to_end(tmp_path, data_dir):
     assert any((out / "tensorboard").rglob("events.out.tfevents*"))  # log_with auto: tensorboard is installed
 
 
-def _wait_for(path: Path, proc: subprocess.Popen, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if proc.poll() is not None:
-            raise AssertionError(f"run ended ({proc.returncode}) before {path.name} appeared:\n{proc.stderr.read()[-3000:]}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise AssertionError(f"{path} did not appear within {timeout} s")
-        time.sleep(0.02)
+class _Run:
+    """A training script in a subprocess whose stdout is read line by line (to know when training started)."""
+
+    def __init__(self, args: list[str], data_dir: Path):
+        env = {**script_env(data_dir), "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(script_command("vqvae", *args), cwd=REPO, env=env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True)
+        self.lines: list[str] = []
+        self.training = threading.Event()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line)
+            if line.startswith("training "):
+                self.training.set()
+        self.training.set()  # ended (or died) before training: wake the waiter
+
+    def wait_until(self, ready, timeout: float) -> bool:
+        """Poll `ready()` every millisecond; False if the run ended first."""
+        deadline = time.monotonic() + timeout
+        while not ready():
+            if self.proc.poll() is not None:
+                return False
+            assert time.monotonic() < deadline, "".join(self.lines)[-3000:]
+            time.sleep(0.001)
+        return True
+
+    def kill(self) -> bool:
+        """SIGKILL; False if the run had already ended."""
+        if self.proc.poll() is not None:
+            return False
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+        return True
+
+    def output(self) -> str:
+        self.proc.wait(timeout=120)
+        time.sleep(0.05)  # let the reader thread drain the pipe
+        return "".join(self.lines)
 
 
-def test_resume_after_sigkill_reaches_the_uninterrupted_result(vae_run, tmp_path, data_dir):
+def assert_intact(checkpoint: Path) -> None:
+    """A complete checkpoint: marker, weights, optimizer and extra state all load (nothing unpickled)."""
+    info = json.loads((checkpoint / "hf_vq_checkpoint.json").read_text())
+    assert info["step"] == int(checkpoint.name[5:])
+    assert load_file(checkpoint / "model.safetensors")
+    torch.load(checkpoint / "optimizer.bin", weights_only=True)
+    assert torch.load(checkpoint / "hf_vq_extra_state.pt", weights_only=True)
+    # no custom_checkpoint_*.pkl: Accelerate unpickles those with weights_only=False
+    assert not list(checkpoint.glob("custom_checkpoint_*"))
+
+
+def test_sigkill_at_random_instants_always_resumes_to_the_uninterrupted_result(vae_run, tmp_path, data_dir):
+    """A pre-emptible job: the same `--resume auto` command, killed with SIGKILL at random instants (during
+    steps, in the middle of a checkpoint write, in the final save), restarted until it finishes. Every restart
+    resumes from the newest complete checkpoint, and the result is bit-identical to the uninterrupted run."""
     out = tmp_path / "killed"
-    args = ["--config", VAE_CONFIG, "--output_dir", str(out), *RESUME_STEPS]
-    proc = subprocess.Popen(script_command("vqvae", *args), cwd=REPO, env=script_env(data_dir),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    _wait_for(out / "checkpoints" / "step_000000008" / "hf_vq_checkpoint.json", proc, timeout=120)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
-    assert not (out / "eval_results.json").exists(), "the run finished before it was killed"
     checkpoints = out / "checkpoints"
-    # a half-written checkpoint, as a kill during save_state leaves it: never resumed, removed by the next save
-    (checkpoints / "step_000000039.tmp").mkdir(exist_ok=True)
-    (checkpoints / "step_000000039.tmp" / "model.safetensors").write_bytes(b"partial")
-    done = sorted(p.name for p in checkpoints.iterdir() if not p.name.endswith(".tmp"))
-    assert done and int(done[-1][5:]) >= 8
-    # no custom_checkpoint_*.pkl: Accelerate unpickles those with weights_only=False (its other files load
-    # with weights_only=True)
-    assert not list((checkpoints / done[-1]).glob("custom_checkpoint_*")) and (checkpoints / done[-1] / "hf_vq_extra_state.pt").is_file()
+    args = ["--config", VAE_CONFIG, "--output_dir", str(out), *RESUME_STEPS, "--resume", "auto"]
+    rng = random.Random(0)
+    writing = lambda: checkpoints.is_dir() and any(p.name.endswith(".tmp") and not p.name.endswith(".old.tmp")
+                                                   for p in checkpoints.iterdir())
+    trials = [("during steps", None), ("writing a checkpoint", writing), ("during steps", None),
+              ("in the final save", lambda: (out / "plots").is_dir())]
+    expected_resume, killed = None, []
+    for where, ready in trials:
+        run = _Run(args, data_dir)
+        assert run.training.wait(timeout=120) and run.proc.poll() is None, run.output()[-3000:]
+        if ready is None:
+            time.sleep(rng.uniform(0.0, 2.5))
+        elif not run.wait_until(ready, timeout=60):
+            raise AssertionError(f"the run ended before it was {where}:\n{run.output()[-3000:]}")
+        assert run.kill(), f"the run ended before the kill {where}"
+        log = run.output()
+        # each restart resumed from the newest complete checkpoint the previous kill left (or started fresh)
+        assert (f"resumed from {expected_resume} " in log) if expected_resume else "resumed from" not in log, log[-3000:]
+        assert "warning" not in log
+        done = complete_checkpoints(out)
+        for checkpoint in done:
+            assert_intact(checkpoint)
+        killed.append((where, [p.name for p in checkpoints.iterdir()] if checkpoints.is_dir() else []))
+        expected_resume = done[-1] if done else None
+    assert any(name.endswith(".tmp") for _, names in killed[1:2] for name in names), killed  # a half-written one
+    assert not (out / "eval_results.json").exists() or expected_resume is not None
 
-    result = run_script("vqvae", *args, "--resume", data_dir=data_dir)
-    assert f"resumed from {checkpoints / done[-1]}" in result.stdout and "warning" not in result.stdout
-    assert not (checkpoints / "step_000000039.tmp").exists()
+    run = _Run(args, data_dir)
+    log = run.output()
+    assert run.proc.returncode == 0, log[-3000:]
+    assert f"resumed from {expected_resume} " in log and "warning" not in log
+    assert not [p for p in checkpoints.iterdir() if p.name.endswith(".tmp")]  # removed by the next save
 
     # same final numbers and weights as the run that was never interrupted
     a = json.loads((vae_run / "eval_results.json").read_text())
@@ -131,6 +194,26 @@ def test_resume_after_sigkill_reaches_the_uninterrupted_result(vae_run, tmp_path
     # the log reads as one run: each optimizer step logged once
     steps = [r["step"] for r in read_jsonl(out / "train_log.jsonl") if r["kind"] == "train"]
     assert steps == sorted(set(steps)) and steps[-1] == 40
+
+
+def test_a_torn_log_line_and_a_half_written_checkpoint_are_skipped_on_resume(vae_run, tmp_path, data_dir):
+    """What a kill in the middle of a write leaves: a `.tmp` checkpoint (never resumed, removed by the next
+    save) and a partial last line in train_log.jsonl (dropped)."""
+    out = tmp_path / "torn"
+    shutil.copytree(vae_run, out)
+    checkpoints = out / "checkpoints"
+    shutil.rmtree(checkpoints / "step_000000040")
+    (checkpoints / "step_000000039.tmp").mkdir()
+    (checkpoints / "step_000000039.tmp" / "model.safetensors").write_bytes(b"partial")
+    with open(out / "train_log.jsonl", "a") as f:
+        f.write('{"kind": "train", "step": 39, "lo')
+    result = run_script("vqvae", "--config", VAE_CONFIG, "--output_dir", str(out), *RESUME_STEPS, "--resume",
+                        data_dir=data_dir)
+    assert f"resumed from {checkpoints / 'step_000000036'} " in result.stdout
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["step_000000036", "step_000000040"]
+    steps = [r["step"] for r in read_jsonl(out / "train_log.jsonl") if r["kind"] == "train"]
+    assert steps == sorted(set(steps)) and steps[-1] == 40
+    assert load_file(out / "model.safetensors").keys() == load_file(vae_run / "model.safetensors").keys()
 
 
 @pytest.mark.timeout(240)
