@@ -12,8 +12,7 @@ from .models import (
     VQViTModel,
 )
 from .quantization import AlternatingOptimizer, QuantizerOutput, VectorQuantizer, end_step
-
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = [
     "AlternatingOptimizer",

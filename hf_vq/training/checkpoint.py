@@ -26,7 +26,8 @@ from pathlib import Path
 
 import torch
 
-from .config import ConfigError
+from ..version import __version__, written_by_newer_release
+from .config import VERSION_KEY, ConfigError
 
 MARKER = "hf_vq_checkpoint.json"
 EXTRA_STATE = "hf_vq_extra_state.pt"
@@ -87,7 +88,7 @@ def save_checkpoint(accelerator, output_dir: str | os.PathLike, step: int, info:
         torch.save({name: obj.state_dict() for name, obj in (extra_state or {}).items()}, tmp / EXTRA_STATE)
         marker = tmp / MARKER
         with open(marker, "w") as f:
-            json.dump({"step": step, **info, "config": config}, f, indent=2, default=str)
+            json.dump({"step": step, **info, VERSION_KEY: __version__, "config": config}, f, indent=2, default=str)
             f.flush()
             os.fsync(f.fileno())
         for file in tmp.iterdir():  # data on disk before the rename makes the checkpoint visible
@@ -111,7 +112,7 @@ def resolve_resume(resume: str, output_dir: str | os.PathLike) -> Path | None:
     checkpoint folder, or a run's output folder (its newest). ConfigError when there is none."""
     if resume == "auto":
         found = complete_checkpoints(output_dir)
-        return found[-1] if found else None
+        return _same_or_older_release(found[-1]) if found else None
     if resume == "latest":
         found = complete_checkpoints(output_dir)
         if not found:
@@ -119,15 +120,28 @@ def resolve_resume(resume: str, output_dir: str | os.PathLike) -> Path | None:
                 f"resume: latest: no complete checkpoint in {checkpoints_dir(output_dir)} (a checkpoint is written every "
                 "checkpoint.save_every optimizer steps; incomplete '.tmp' folders are never resumed)"
             )
-        return found[-1]
+        return _same_or_older_release(found[-1])
     path = Path(resume)
     if (path / MARKER).is_file() and not path.name.endswith(".tmp"):
-        return path
+        return _same_or_older_release(path)
     if path.is_dir() and (found := complete_checkpoints(path)):
-        return found[-1]
+        return _same_or_older_release(found[-1])
     if path.name.endswith(".tmp"):
         raise ConfigError(f"resume: {resume} is an incomplete checkpoint (a run was killed while writing it)")
     raise ConfigError(f"resume: {resume} is not a checkpoint folder (no {MARKER}) nor a run folder with checkpoints")
+
+
+def _same_or_older_release(path: Path) -> Path:
+    """`path`, unless a newer hf_vq wrote it: its state may hold what this release cannot restore faithfully."""
+    written_by = read_checkpoint_info(path).get(VERSION_KEY)
+    try:
+        newer = written_by is not None and written_by_newer_release(written_by, f"{path / MARKER}: {VERSION_KEY}")
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    if newer:
+        raise ConfigError(f"resume: {path} was written by hf_vq {written_by}, newer than the installed {__version__}; "
+                          f"resume it with hf_vq>={written_by} (`pip install -U hf_vq`)")
+    return path
 
 
 def load_extra_state(path: Path, objects: dict) -> None:

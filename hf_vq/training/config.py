@@ -26,9 +26,15 @@ from typing import Any, Literal, Mapping, Sequence
 
 import yaml
 
+from ..version import __version__, written_by_newer_release
+
 
 class ConfigError(ValueError):
     """A configuration problem found before training starts (unknown key, bad value, bad input data)."""
+
+
+# The release that wrote a config file (saved configs carry it); not a setting.
+VERSION_KEY = "hf_vq_version"
 
 
 # ---------------------------------------------------------------------------------------------------- schema
@@ -109,7 +115,8 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+        """The YAML of `--config FILE`, headed by the `hf_vq_version` that wrote it."""
+        return yaml.safe_dump({VERSION_KEY: __version__, **self.to_dict()}, sort_keys=False)
 
 
 # Set by the training script from the data, never by the user.
@@ -416,8 +423,20 @@ def build_config(
     table = KeyTable(model_config_class)
     flat = {path: key.default for path, key in table.keys.items() if not path.startswith("model.")}
     from_cli = set()
-    for path, value in _flatten(base or {}).items():
-        table.check(path, source)
+    base = dict(base or {})
+    written_by = base.pop(VERSION_KEY, None)
+    try:
+        newer = written_by is not None and written_by_newer_release(written_by, f"{source}: {VERSION_KEY}")
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    for path, value in _flatten(base).items():
+        try:
+            table.check(path, source)
+        except ConfigError as err:
+            if newer:  # most likely a setting added after this release
+                raise ConfigError(f"{err}. The file was written by hf_vq {written_by}, newer than the installed "
+                                  f"{__version__}: upgrade hf_vq (`pip install -U hf_vq`), or remove the key") from None
+            raise
         flat[path] = value
     for key, raw in overrides:
         path = table.resolve(key, "command line")

@@ -1,8 +1,12 @@
 """Configuration: YAML files, command-line overrides, and errors that name the key before anything runs."""
 
+import json
+
 import pytest
 
+import hf_vq
 from hf_vq import VQVAEConfig, VQViTConfig
+from hf_vq.training.checkpoint import MARKER, resolve_resume
 from hf_vq.training.config import ConfigError, build_config, load_config, parse_cli, read_yaml
 from hf_vq.training.runtime import build_model_config
 
@@ -121,3 +125,36 @@ def test_paper_recipes_hold_the_tables_values():
     assert vae.data.source == "uoft-cs/cifar10" and vae.data.augment == "none"
     m = build_model_config(VQVAEConfig, vae.model)
     assert (m.image_size, m.quantizer.codebook_size, m.block_out_channels[0]) == (32, 1024, 64)
+
+
+def test_saved_config_round_trips_and_names_its_release(tmp_path):
+    cfg = build_config("vqvae", VQVAEConfig, base={"task": "vqvae", "train": {"lr": 2e-4}, "model": {"quantizer": {"beta": 0.9}}})
+    path = tmp_path / "training_config.yaml"
+    path.write_text(cfg.to_yaml())
+    saved = read_yaml(path)
+    assert saved["hf_vq_version"] == hf_vq.__version__ and list(saved)[0] == "hf_vq_version"
+    assert build_config("vqvae", VQVAEConfig, base=saved).to_dict() == cfg.to_dict()
+
+
+def test_config_from_a_newer_release():
+    newer = {"hf_vq_version": "99.0", "task": "vqvae", "train": {"lr": 2e-4}}
+    assert build_config("vqvae", VQVAEConfig, base=newer).train.lr == pytest.approx(2e-4)  # every key known: runs
+    with pytest.raises(ConfigError, match=r"unknown config key 'train.lion_beta'.*written by hf_vq 99.0, newer than the "
+                                          rf"installed {hf_vq.__version__}: upgrade hf_vq"):
+        build_config("vqvae", VQVAEConfig, base={**newer, "train": {"lion_beta": 0.9}})
+    with pytest.raises(ConfigError, match=r"unknown config key 'train.lion_beta'") as error:
+        build_config("vqvae", VQVAEConfig, base={"hf_vq_version": hf_vq.__version__, "task": "vqvae", "train": {"lion_beta": 0.9}})
+    assert "newer" not in str(error.value)  # a typo in a config of this release is just a typo
+    with pytest.raises(ConfigError, match=r"hf_vq_version: 'next' is not a version number"):
+        build_config("vqvae", VQVAEConfig, base={"hf_vq_version": "next", "task": "vqvae"})
+
+
+def test_resume_refuses_a_checkpoint_of_a_newer_release(tmp_path):
+    folder = tmp_path / "checkpoints" / "step_000000004"
+    folder.mkdir(parents=True)
+    (folder / MARKER).write_text(json.dumps({"step": 4, "hf_vq_version": "99.0"}))
+    for resume in ("latest", "auto", str(folder)):
+        with pytest.raises(ConfigError, match=r"written by hf_vq 99.0, newer than the installed .*hf_vq>=99.0"):
+            resolve_resume(resume, tmp_path)
+    (folder / MARKER).write_text(json.dumps({"step": 4, "hf_vq_version": hf_vq.__version__}))
+    assert resolve_resume("auto", tmp_path) == folder

@@ -8,6 +8,7 @@ from transformers import PreTrainedConfig
 
 from ..quantizer_config import QuantizerSettingsMixin
 from ..remote_code import RemoteCodeConfigMixin
+from ..versioning import VersionedConfigMixin
 
 
 # Table 8 lists no VQ settings for the generative models; A.1's global ones (1024 codes, α 5, β in
@@ -22,7 +23,7 @@ PAPER_VAE_QUANTIZER = {
 }
 
 
-class VQVAEConfig(QuantizerSettingsMixin, RemoteCodeConfigMixin, PreTrainedConfig):
+class VQVAEConfig(VersionedConfigMixin, QuantizerSettingsMixin, RemoteCodeConfigMixin, PreTrainedConfig):
     r"""
     Configuration of a [`VQVAEModel`]: diffusers' VQ-GAN style `Encoder` → 1×1 conv → `VectorQuantizer` →
     1×1 conv → `Decoder`, the layout of `diffusers.VQModel`, trained with MSE + α·L_cmt (A.1, Table 8).

@@ -8,6 +8,7 @@ from transformers import ViTConfig
 
 from ..quantizer_config import QuantizerSettingsMixin
 from ..remote_code import RemoteCodeConfigMixin
+from ..versioning import VersionedConfigMixin
 
 
 # Table 6 (ViT-Tiny, ImageNet100) with A.1's 1024 codes. α is in the layer's convention d = ½‖·‖² (§2).
@@ -21,7 +22,7 @@ PAPER_VIT_QUANTIZER = {
 }
 
 
-class VQViTConfig(QuantizerSettingsMixin, RemoteCodeConfigMixin, ViTConfig):
+class VQViTConfig(VersionedConfigMixin, QuantizerSettingsMixin, RemoteCodeConfigMixin, ViTConfig):
     r"""
     Configuration of a [`VQViTModel`]: a ViT whose token sequence is vector-quantized after one encoder block
     (Huh et al., ICML 2023, A.1). Accepts every [`ViTConfig`] field; the defaults are the paper's ViT-Tiny
