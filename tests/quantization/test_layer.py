@@ -269,6 +269,19 @@ def test_nan_input_in_training_raises_and_can_be_disabled():
     VectorQuantizer(3, 4, check_finite=False)(z)
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_input_in_eval_is_documented_not_checked(bad):
+    """README: eval mode checks nothing; the bad vector still gets a valid index and a finite code, the loss is not finite."""
+    vq = VectorQuantizer(3, 4, affine="learnable").eval()
+    z = torch.randn(5, 3)
+    z[2, 1] = bad
+    out = vq(z)
+    assert ((out.indices >= 0) & (out.indices < 4)).all()
+    assert torch.isfinite(out.quantized).all() and torch.equal(out.quantized, vq.lookup(out.indices))
+    assert torch.equal(out.indices[[0, 1, 3, 4]], vq(z[[0, 1, 3, 4]]).indices)  # the other vectors are unaffected
+    assert not torch.isfinite(out.loss)
+
+
 def test_empty_input_gives_empty_output():
     vq = VectorQuantizer(3, 4)
     out = vq(torch.randn(0, 7, 3))
