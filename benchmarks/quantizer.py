@@ -530,7 +530,7 @@ def main(argv=None) -> int:
     # memory
     if not args.skip_memory:
         mn, mk, cn = cfg["mem_n"], cfg["mem_k"], cfg["mem_check_n"]
-        print(f"\npeak memory of one forward+backward, fresh subprocess, RSS above the RSS with the input allocated")
+        print("\npeak memory of one forward+backward, fresh subprocess, RSS above the RSS with the input allocated")
         mem = {}
         hf = measure_memory("hf_vq", mn, d, mk)
         mem["hf_vq"] = hf

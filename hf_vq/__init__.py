@@ -12,7 +12,7 @@ from .models import (
     VQViTModel,
 )
 from .quantization import AlternatingOptimizer, QuantizerOutput, VectorQuantizer, end_step
-from .version import __version__
+from .version import __version__ as __version__
 
 __all__ = [
     "AlternatingOptimizer",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from pathlib import Path
 
 from .checkpoint import complete_checkpoints, config_changes, load_extra_state, read_checkpoint_info, resolve_resume
 from .config import ConfigError, RunConfig

@@ -19,17 +19,12 @@ from safetensors.torch import load_file
 
 from hf_vq.training.checkpoint import complete_checkpoints
 
-from . import ACCELERATE, CONFIGS, REPO, read_jsonl, run_script, script_command, script_env
+from . import CONFIGS, REPO, RUN_TIMEOUT, launch_two, read_jsonl, run_script, script_command, script_env
 
 PICKLES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 VAE_CONFIG = str(CONFIGS / "tiny_vqvae.yaml")
 VIT_CONFIG = str(CONFIGS / "tiny_vq_vit.yaml")
 RESUME_STEPS = ["--max_steps", "40", "--checkpoint.save_every", "4", "--eval_every", "20", "--log_with", "none"]
-
-
-@pytest.fixture(scope="session")
-def data_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("hf-vq-data")
 
 
 @pytest.fixture(scope="module")
@@ -216,16 +211,13 @@ def test_a_torn_log_line_and_a_half_written_checkpoint_are_skipped_on_resume(vae
     assert load_file(out / "model.safetensors").keys() == load_file(vae_run / "model.safetensors").keys()
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(RUN_TIMEOUT + 60)
 def test_two_processes_keep_identical_codebooks(tmp_path, data_dir):
     """`accelerate launch --multi_gpu --num_processes 2` (gloo on CPU): k-means init, LRU replacement, learnable
     affine and alternated optimization; every rank must end with the same quantizer state and weights."""
     out = tmp_path / "ddp"
-    launcher = [ACCELERATE, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-                "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port())]
-    run_script("vqvae", "--config", VAE_CONFIG, "--output_dir", str(out), "--max_steps", "16", "--log_with", "none",
-               "--debug_dump_rank_state", "--quantizer.replace_after", "2", "--inner_steps", "2",
-               launcher=launcher, data_dir=data_dir, timeout=220)
+    launch_two("vqvae", out, "--config", VAE_CONFIG, "--max_steps", "16", "--log_with", "none",
+               "--debug_dump_rank_state", "--quantizer.replace_after", "2", "--inner_steps", "2", data_dir=data_dir)
     start = read_jsonl(out / "train_log.jsonl")[0]
     assert start["num_processes"] == 2, "the launcher started one process"
     rank0, rank1 = (load_file(out / "debug" / f"rank{r}.safetensors") for r in range(2))
@@ -268,11 +260,3 @@ def test_bad_inputs_stop_before_training(tmp_path, data_dir, args, message):
     assert result.returncode == 2, result.stderr[-2000:]
     assert message in result.stderr
     assert not (out / "train_log.jsonl").exists()
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
