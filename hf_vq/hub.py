@@ -13,7 +13,7 @@ replaces README.md with transformers' own card) nor `ModelCard.push_to_hub`/`Mod
 
 Template lookup (in order): the `template=` argument (a path, or a bundled name "vq_vit"/"vq_vae");
 `<repo>/model_cards/` next to the `hf_vq` package (a source checkout or an editable install);
-`hf_vq/model_cards/` inside the installed package (only if a build copies them there). Otherwise a
+`hf_vq/model_cards/` inside an installed wheel (setup.py's build step copies them there). Otherwise a
 `FileNotFoundError` names the folders searched.
 """
 
@@ -156,8 +156,8 @@ def find_template(name_or_path: str | os.PathLike) -> Path:
                 return candidate
         raise FileNotFoundError(
             f"Model card template {name!r} not found; looked for {', '.join(map(str, searched))}. The templates "
-            "live in the repository's top-level model_cards/ folder: use a source checkout or an editable install "
-            "(`pip install -e .`), or pass template=<path to a .md.j2 file>"
+            "live in the repository's top-level model_cards/ folder and are copied into wheels: reinstall hf_vq, "
+            "or pass template=<path to a .md.j2 file>"
         )
     raise FileNotFoundError(f"Model card template {name!r} is neither a file nor one of {TEMPLATE_NAMES}")
 
