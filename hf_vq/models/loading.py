@@ -1,4 +1,5 @@
-"""Checkpoint checks that name the config field at fault, and weight init that respects loaded tensors.
+"""Checkpoint checks that name the config field at fault, weight init that respects loaded tensors, and
+loaded CPU weights copied out of the memory-mapped file into aligned memory (bit-identical outputs).
 
 transformers reports a codebook whose shape disagrees with the config as a generic size mismatch
 ("consider `ignore_mismatched_sizes=True`"), and silently ignores quantizer tensors of another affine mode
@@ -65,6 +66,25 @@ def init_quantizer_weights(module: VectorQuantizer) -> None:
         module._step_hits.zero_()  # per-step scratch, never saved
 
 
+def align_cpu_tensors(model: torch.nn.Module, alignment: int = 64) -> None:
+    """Copy CPU parameters and buffers that are not `alignment`-byte aligned into fresh (aligned) memory.
+
+    transformers maps a safetensors file into memory and hands out views of it, aligned only to their
+    offsets in the file. oneDNN/MKL convolution and GEMM kernels round differently on such memory than on
+    the allocator's 64-byte-aligned tensors the model was saved from, so a reloaded model could differ from
+    the saved one in the last bit (measured: 7 of 54 tiny VAE configs, up to 6e-7) and flip a near-tie code.
+    One copy of the weights restores bit-identical outputs; tensors on accelerators are already copies.
+    """
+    with torch.no_grad():
+        for module in model.modules():
+            for name, param in module._parameters.items():
+                if param is not None and param.device.type == "cpu" and param.data_ptr() % alignment:
+                    param.data = param.data.clone()
+            for name, buffer in module._buffers.items():
+                if buffer is not None and buffer.device.type == "cpu" and buffer.data_ptr() % alignment:
+                    module._buffers[name] = buffer.clone()
+
+
 class QuantizerCheckpointMixin:
     """`PreTrainedModel` mixin: `from_pretrained` errors that name the `quantizer.*` field at fault.
 
@@ -92,6 +112,7 @@ class QuantizerCheckpointMixin:
                     raise ValueError(problem) from error
             raise
         cls._raise_for_quantizer_keys(model, info)
+        align_cpu_tensors(model)
         return (model, info) if output_loading_info else model
 
     @classmethod

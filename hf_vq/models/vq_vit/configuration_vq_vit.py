@@ -32,7 +32,8 @@ class VQViTConfig(VersionedConfigMixin, QuantizerSettingsMixin, RemoteCodeConfig
     Args:
         quantizer_layer (`int`, *optional*):
             Quantize the output of this block (1-based; 1 ≤ quantizer_layer ≤ num_hidden_layers). Defaults to
-            `num_hidden_layers // 2`, i.e. after block 6 of 12 (A.1).
+            `max(1, num_hidden_layers // 2)`, i.e. after block 6 of 12 (A.1), and after the only block of a
+            one-block ViT.
         quantize_cls_token (`bool`, *optional*, defaults to `True`):
             Quantize the [CLS] token too. With `False` only the patch tokens go through the codebook and the
             [CLS] token carries continuous information past the bottleneck.
@@ -79,7 +80,8 @@ class VQViTConfig(VersionedConfigMixin, QuantizerSettingsMixin, RemoteCodeConfig
         # A ViTConfig dict passed in carries model_type="vit"; kept, it would make this config save as a ViT.
         kwargs.pop("model_type", None)
         if self.quantizer_layer is None:
-            self.quantizer_layer = self.num_hidden_layers // 2
+            # max(1, ·): a one-block ViT would otherwise default to 0 and fail on a field the user never set.
+            self.quantizer_layer = max(1, self.num_hidden_layers // 2)
         if isinstance(self.quantizer_layer, bool) or not isinstance(self.quantizer_layer, int) or not (
             1 <= self.quantizer_layer <= self.num_hidden_layers
         ):
