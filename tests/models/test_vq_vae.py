@@ -122,6 +122,15 @@ def test_bad_input_names_the_field():
     with pytest.raises(ValueError, match="latent_channels=8"):
         model.decode(torch.randn(1, 4, 8, 8))
     assert model(torch.randn(1, 3, 32, 32)).reconstruction.shape == (1, 3, 32, 32)  # convolutional
+    with pytest.raises(TypeError, match=r"pixel_values must be a floating-point tensor, got torch.uint8.*image processor"):
+        model(torch.zeros(1, 3, 16, 16, dtype=torch.uint8))  # raw pixels, not preprocessed
+    with pytest.raises(ValueError, match="batch size 0"):
+        model(torch.randn(0, 3, 16, 16))
+    one_value = VQVAEModel(VQVAEConfig(image_size=2, num_channels=1, block_out_channels=[4, 4], layers_per_block=1,
+                                       latent_channels=4, norm_num_groups=4, quantizer={"codebook_size": 4})).eval()
+    with pytest.raises(ValueError, match=r"single value \(block_out_channels=\[4, 4\], norm_num_groups=4\)"):
+        one_value(torch.randn(1, 1, 2, 2))
+    assert one_value(torch.randn(2, 1, 2, 2)).reconstruction.shape == (2, 1, 2, 2)
 
 
 def test_codebook_size_mismatch_names_the_field(tmp_path):

@@ -147,6 +147,13 @@ class VQVAEModel(VQVAEPreTrainedModel):
             raise ValueError("You have to specify pixel_values")
         if pixel_values.dim() != 4:
             raise ValueError(f"pixel_values must be (batch_size, num_channels, height, width), got shape {tuple(pixel_values.shape)}")
+        if not pixel_values.is_floating_point():
+            raise TypeError(
+                f"pixel_values must be a floating-point tensor, got {pixel_values.dtype}: preprocess images with the "
+                "model's image processor (AutoImageProcessor.from_pretrained), which scales and normalises them"
+            )
+        if pixel_values.shape[0] == 0:  # diffusers' attention cannot reshape an empty batch
+            raise ValueError("pixel_values holds no images (batch size 0); the VQ-VAE needs at least one")
         channels, height, width = pixel_values.shape[1:]
         if channels != self.config.num_channels:
             raise ValueError(f"pixel_values has {channels} channels but config.num_channels={self.config.num_channels}")
@@ -155,6 +162,15 @@ class VQVAEModel(VQVAEPreTrainedModel):
             raise ValueError(
                 f"pixel_values is {height}×{width}, but image sides must be multiples of {factor} (the downsampling "
                 f"factor of block_out_channels={self.config.block_out_channels}; config.image_size={self.config.image_size})"
+            )
+        # torch's GroupNorm refuses a group of one value (batch 1 × channels/groups × grid); the lowest
+        # resolution sees the last two entries of block_out_channels
+        narrowest = min(self.config.block_out_channels[-2:]) // self.config.norm_num_groups
+        if pixel_values.shape[0] * narrowest * (height // factor) * (width // factor) == 1:
+            raise ValueError(
+                f"pixel_values is one {height}×{width} image: at the 1×1 latent grid each GroupNorm group holds a "
+                f"single value (block_out_channels={self.config.block_out_channels}, norm_num_groups="
+                f"{self.config.norm_num_groups}); use larger images or a larger batch"
             )
 
     def _latents(self, pixel_values: torch.Tensor) -> torch.Tensor:

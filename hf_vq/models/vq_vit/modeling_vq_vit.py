@@ -133,6 +133,13 @@ class VQViTPreTrainedModel(QuantizerCheckpointMixin, RemoteCodeModelMixin, PreTr
             raise ValueError("You have to specify pixel_values")
         if pixel_values.dim() != 4:
             raise ValueError(f"pixel_values must be (batch_size, num_channels, height, width), got shape {tuple(pixel_values.shape)}")
+        if not pixel_values.is_floating_point():
+            raise TypeError(
+                f"pixel_values must be a floating-point tensor, got {pixel_values.dtype}: preprocess images with the "
+                "model's image processor (AutoImageProcessor.from_pretrained), which scales and normalises them"
+            )
+        if pixel_values.shape[0] == 0:  # transformers' attention cannot reshape an empty batch
+            raise ValueError("pixel_values holds no images (batch size 0); the VQ-ViT needs at least one")
         channels, height, width = pixel_values.shape[1:]
         if channels != self.config.num_channels:
             raise ValueError(f"pixel_values has {channels} channels but config.num_channels={self.config.num_channels}")
@@ -209,6 +216,36 @@ class VQViTForImageClassification(VQViTPreTrainedModel):
         self.classifier = nn.Linear(config.hidden_size, config.num_labels) if config.num_labels > 0 else nn.Identity()
         self.post_init()
 
+    def _check_labels(self, labels: torch.Tensor, logits: torch.Tensor) -> None:
+        """Named errors for labels that transformers' loss would reject deep in torch (or, on CUDA, with a
+        device-side assert). The problem type follows transformers' rule when `config.problem_type` is unset:
+        one label → regression; long/int labels → single-label; anything else → multi-label."""
+        batch, num_labels = logits.shape
+        problem = self.config.problem_type or (
+            "regression" if num_labels == 1
+            else "single_label_classification" if labels.dtype in (torch.long, torch.int)
+            else "multi_label_classification"
+        )
+        if problem == "single_label_classification":
+            if labels.is_floating_point() or labels.dtype == torch.bool:
+                raise TypeError(f"labels must be integer class ids (torch.long) for single-label classification, got {labels.dtype}")
+            if labels.numel() != batch:
+                raise ValueError(f"labels has shape {tuple(labels.shape)} but pixel_values holds {batch} images: pass one class id per image")
+            valid = (labels == -100) | ((labels >= 0) & (labels < num_labels))  # -100: ignored by cross-entropy
+            if not bool(valid.all()):  # one device sync, before an out-of-range id reaches the loss kernel
+                raise ValueError(
+                    f"labels must be class ids in [0, {num_labels}) (config.num_labels) or -100, got values from "
+                    f"{int(labels.min())} to {int(labels.max())}"
+                )
+            return
+        if labels.numel() != batch * num_labels:
+            raise ValueError(
+                f"labels has shape {tuple(labels.shape)}, but {problem} takes float targets of shape ({batch}, {num_labels}) "
+                f"(batch_size, config.num_labels)"
+                + (f"; with config.problem_type unset, only long/int labels are class ids (transformers' rule): pass "
+                   f"class ids as torch.long, not {labels.dtype}" if self.config.problem_type is None and labels.numel() == batch else "")
+            )
+
     @capture_outputs(tie_last_hidden_states=False)
     def forward(
         self,
@@ -229,6 +266,7 @@ class VQViTForImageClassification(VQViTPreTrainedModel):
         logits = self.classifier(sequence_output[:, 0, :])
         loss = None
         if labels is not None:
+            self._check_labels(labels, logits)
             loss = self.loss_function(labels, logits, self.config) + vq.loss
         return VQViTImageClassifierOutput(
             loss=loss,
