@@ -23,6 +23,7 @@ from transformers.utils import ModelOutput
 from transformers.utils.output_capturing import capture_outputs
 
 from ...quantization.layer import QuantizerOutput, VectorQuantizer
+from ..inputs import check_pixel_values
 from ..loading import QuantizerCheckpointMixin, init_quantizer_weights
 from ..remote_code import RemoteCodeModelMixin
 from .configuration_vq_vit import VQViTConfig
@@ -129,20 +130,7 @@ class VQViTPreTrainedModel(QuantizerCheckpointMixin, RemoteCodeModelMixin, PreTr
         return self.vit.embeddings.patch_embeddings
 
     def _check_pixel_values(self, pixel_values: torch.Tensor | None, interpolate_pos_encoding: bool | None) -> None:
-        if pixel_values is None:
-            raise ValueError("You have to specify pixel_values")
-        if pixel_values.dim() != 4:
-            raise ValueError(f"pixel_values must be (batch_size, num_channels, height, width), got shape {tuple(pixel_values.shape)}")
-        if not pixel_values.is_floating_point():
-            raise TypeError(
-                f"pixel_values must be a floating-point tensor, got {pixel_values.dtype}: preprocess images with the "
-                "model's image processor (AutoImageProcessor.from_pretrained), which scales and normalises them"
-            )
-        if pixel_values.shape[0] == 0:  # transformers' attention cannot reshape an empty batch
-            raise ValueError("pixel_values holds no images (batch size 0); the VQ-ViT needs at least one")
-        channels, height, width = pixel_values.shape[1:]
-        if channels != self.config.num_channels:
-            raise ValueError(f"pixel_values has {channels} channels but config.num_channels={self.config.num_channels}")
+        height, width = check_pixel_values(pixel_values, self.config.num_channels, "VQ-ViT")
         size = self.vit.embeddings.patch_embeddings.image_size
         if not interpolate_pos_encoding and (height, width) != tuple(size):
             raise ValueError(
