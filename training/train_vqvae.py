@@ -5,6 +5,7 @@
     accelerate launch training/train_vqvae.py --config configs/paper_vqvae_cifar10.yaml --mixed_precision bf16
     accelerate launch --multi_gpu --num_processes 2 training/train_vqvae.py ...   # 2 processes (also on CPU)
     python training/train_vqvae.py --config ... --resume            # continue from the latest checkpoint
+    python training/train_vqvae.py --config ... --resume auto       # the same, or a fresh start: pre-emptible jobs
 
 Any setting: --KEY VALUE with KEY a dotted path or a unique tail of one (--lr 3e-4, --quantizer.beta 0.9,
 --optimization alternated --inner_steps 2); --help lists them all, --print_config shows the resolved config.
