@@ -1,31 +1,38 @@
-"""Nearest-code search, chunked ("divide-and-conquer", paper A.1).
+"""Nearest-code search (eq 5), chunked ("divide-and-conquer", paper A.1), with fused kernels where they run.
 
-Peak extra memory is O(chunk_size × K), never O(N × K): the (N, K) distance matrix is never
-materialised. On CUDA the distances may be computed in half precision (A.1); the caller gathers the
-selected code vectors from the full-precision codebook.
+Three paths compute the same argmin of ‖z_i − c_j‖²:
+- CPU, float32/float64: the native kernel (kernels/vq_cpu.cpp), GEMM tiles with the argmax in registers;
+- CUDA with Triton: the same fused design (kernels/triton_search.py);
+- anything else, or `HF_VQ_DISABLE_NATIVE=1`: torch, in (chunk, K) blocks reused for the whole call.
+None materialises the (N, K) distance matrix. All use the argmax form k = argmax_j z·s_j − h_j, which
+folds the ‖c‖² term into a per-code bias.
 
 Precision: ‖c‖² − 2z·c loses the gaps between codes when the norms are large (bf16 keeps 8 bits, fp32
-24). Distances are translation invariant, so both sides are first centred on the codebook mean, which
-removes any common offset; with a reduced-precision GEMM the `rerank` best candidates per vector are
-then re-scored in fp32, so the result is the exact argmin unless the true nearest code is not among them.
+24). Distances are translation invariant, so both sides are first centred on the codebook mean m, which
+removes any common offset; with a reduced-precision GEMM (CUDA, A.1) the `rerank` best candidates per
+vector are then re-scored in fp32, so the result is the exact argmin unless the true nearest code is not
+among them.
 """
 
 from __future__ import annotations
 
 import torch
 
-# Elements of one (chunk, K) distance block: 2**20 fp32 = 4 MiB, reused for every chunk of a call.
-# Measured on CPU: blocks above glibc's 32 MiB mmap threshold were returned to the OS after each chunk and
-# page-faulted in again (a third of the step); a 4 MiB block stays in cache for the argmin that reads it back.
-DEFAULT_BLOCK_ELEMENTS = 2**20
+from .kernels.cpu_extension import native_forward, native_supports
+from .kernels.triton_search import triton_candidates, triton_supports
+
+# Elements of one (chunk, K) score block of the torch path: 2**18 fp32 = 1 MiB, reused for every chunk of
+# a call. Measured on CPU: blocks above glibc's 32 MiB mmap threshold were returned to the OS after each
+# chunk and page-faulted in again (a third of the step); GEMMs into small cache-resident blocks (64–256
+# rows) run up to 20% faster than into 4 MiB ones, and the argmax reads the block back from cache.
+DEFAULT_BLOCK_ELEMENTS = 2**18
+
+DEFAULT_RERANK = 8
 
 
 def default_chunk_size(codebook_size: int, block_elements: int = DEFAULT_BLOCK_ELEMENTS) -> int:
-    """Rows per chunk so that one (chunk, K) distance block holds about `block_elements` values."""
+    """Rows per chunk so that one (chunk, K) score block holds about `block_elements` values."""
     return max(1, block_elements // max(1, codebook_size))
-
-
-DEFAULT_RERANK = 8
 
 
 def _search_dtype(z: torch.Tensor, half_precision: bool) -> torch.dtype:
@@ -42,6 +49,27 @@ def squared_distances(z: torch.Tensor, codebook: torch.Tensor, codebook_sq: torc
     if codebook_sq is None:
         codebook_sq = codebook.pow(2).sum(-1)
     return torch.addmm(codebook_sq.unsqueeze(0), z, codebook.t(), beta=1.0, alpha=-2.0)
+
+
+def argmax_form(codebook: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(m, s, h) with m the codebook mean, s_j = c_j − m and h_j = ½‖s_j‖² + m·s_j, in `dtype`.
+
+    argmin_j ‖z − c_j‖² = argmax_j z·s_j − h_j, since ‖z − c_j‖² = ‖z − m‖² − 2(z·s_j − h_j). For z
+    centred as well, (z − m)·s_j − ½‖s_j‖² has the same argmax.
+    """
+    exact = codebook.detach().to(dtype)
+    center = exact.mean(0)
+    centred = exact - center
+    return center, centred, 0.5 * centred.pow(2).sum(-1) + centred @ center
+
+
+def _rerank(z: torch.Tensor, center: torch.Tensor, centred: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+    """The exact argmax of (z − m)·s_j − ½‖s_j‖² among each row's candidates (ties: the lower index)."""
+    candidates = candidates.sort(dim=1).values
+    zc = z.to(centred.dtype) - center
+    codes = centred[candidates]  # (n, r, D)
+    scores = torch.einsum("nd,nrd->nr", zc, codes) - 0.5 * codes.pow(2).sum(-1)
+    return candidates.gather(1, scores.argmax(1, keepdim=True)).squeeze(1)
 
 
 @torch.no_grad()
@@ -61,7 +89,7 @@ def nearest_code(
     Args:
         z: (N, D) floating-point vectors.
         codebook: (K, D) code vectors (the effective codebook, affine already applied).
-        chunk_size: rows per chunk; default keeps one (chunk, K) block near 4 MiB.
+        chunk_size: rows per chunk of the torch path; default keeps one (chunk, K) block near 1 MiB.
         half_precision: on CUDA, compute distances in bf16/fp16 (A.1). Ignored on CPU.
         temperature: τ of the stochastic baseline (eq 12) with d = ½‖z − c‖². Sampling uses the
             Gumbel-max trick chunk by chunk, so it needs no (N, K) matrix either. None = argmin.
@@ -74,37 +102,48 @@ def nearest_code(
         (N,) int64 indices.
     """
     n = z.shape[0]
-    if chunk_size is None:
-        chunk_size = default_chunk_size(codebook.shape[0])
+    z = z.detach()
+    exact_dtype = torch.promote_types(z.dtype, torch.float32)
     dtype = search_dtype or _search_dtype(z, half_precision)
-    exact = codebook.detach().to(torch.promote_types(z.dtype, torch.float32))
-    center = exact.mean(0)
-    exact = exact - center
-    exact_sq = exact.pow(2).sum(-1)
-    reduced = dtype.itemsize < exact.dtype.itemsize
-    if reduced:  # centre z too: a reduced-precision z would lose its offset-free digits
-        cb, bias = exact.to(dtype), exact_sq.to(dtype)
-    else:  # ‖z−c‖² − ‖z−m‖² = ‖c−m‖² + 2m·(c−m) − 2z·(c−m): the centring folds into the per-code bias
-        cb, bias = exact, exact_sq + 2 * (exact @ center)
+    reduced = dtype.itemsize < exact_dtype.itemsize
+    center, centred, bias = argmax_form(codebook, exact_dtype)
+    top = min(rerank, centred.shape[0]) if reduced else 1
+    if temperature is None and not reduced and n and native_supports(z, centred):
+        return native_forward(z, centred, None, centred, bias, gather=False)[0]
+    chunk_size = chunk_size or default_chunk_size(centred.shape[0])
     out = torch.empty(n, dtype=torch.long, device=z.device)
+    if temperature is None and n and triton_supports(z):
+        if not reduced:
+            return triton_candidates(z, centred, bias).squeeze(1)
+        found = triton_candidates(z, centred, 0.5 * centred.pow(2).sum(-1), top=top, center=center, dot_dtype=dtype)
+        for start in range(0, n, chunk_size):  # chunked: the (chunk, r, D) candidate codes stay small
+            out[start : start + chunk_size] = _rerank(z[start : start + chunk_size], center, centred, found[start : start + chunk_size])
+        return out
+
+    if reduced:  # centre z too: a reduced-precision z would lose its offset-free digits
+        cb, bias = centred.to(dtype), (0.5 * centred.pow(2).sum(-1)).to(dtype)
+    else:
+        cb = centred
+    cb_t, bias_row = cb.t(), bias.neg().unsqueeze(0)
     buffer = torch.empty(min(chunk_size, n), cb.shape[0], dtype=dtype, device=z.device)
-    cb_t, bias_row = cb.t(), bias.unsqueeze(0)
-    for start in range(0, n, chunk_size):
-        chunk = z[start : start + chunk_size].detach()
+
+    def search_chunk(start: int, end: int) -> torch.Tensor:
+        chunk = z[start:end]
         if reduced:
-            chunk = chunk.to(exact.dtype) - center
-        block = buffer[: chunk.shape[0]]
-        torch.addmm(bias_row, chunk.to(dtype), cb_t, beta=1.0, alpha=-2.0, out=block)  # squared_distances, shifted
-        if temperature is None and reduced and rerank > 1 and cb.shape[0] > 1:
-            cand = block.topk(min(rerank, cb.shape[0]), dim=1, largest=False).indices  # (n, r)
-            scores = exact_sq[cand] - 2 * torch.einsum("nd,nrd->nr", chunk, exact[cand])
-            out[start : start + chunk_size] = cand.gather(1, scores.argmin(1, keepdim=True)).squeeze(1)
-        elif temperature is None:
-            out[start : start + chunk_size] = block.argmin(dim=1)
-        else:
-            # argmax(−d/τ + Gumbel) is a sample from softmax(−d/τ); the row-constant ‖z‖² cancels.
-            logits = block.float().mul_(-0.5 / temperature)
+            chunk = chunk.to(exact_dtype) - center
+        scores = buffer[: end - start]
+        torch.addmm(bias_row, chunk.to(dtype), cb_t, out=scores)  # z·s_j − h_j
+        if temperature is not None:
+            # argmax(−d/τ + Gumbel) is a sample from softmax(−d/τ), −d = score − ½‖z − m‖² (row constant).
+            logits = scores.float().div_(temperature)
             u = torch.rand(logits.shape, device=z.device, generator=generator).clamp_(min=1e-20)
-            logits.sub_(u.log_().neg_().log_())
-            out[start : start + chunk_size] = logits.argmax(dim=1)
+            return logits.sub_(u.log_().neg_().log_()).argmax(dim=1)
+        if reduced and top > 1:
+            return _rerank(z[start:end], center, centred, scores.topk(top, dim=1).indices)
+        return scores.argmax(dim=1)
+
+    for start in range(0, n, chunk_size):
+        end = min(n, start + chunk_size)
+        out[start:end] = search_chunk(start, end)
     return out
+

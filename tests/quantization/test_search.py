@@ -16,8 +16,8 @@ def test_chunked_search_equals_brute_force(chunk_size):
 
 
 def test_chunk_size_bounds_block_memory():
-    # one (chunk, K) block holds ~2^20 values whatever K is: O(chunk x K), not O(N x K)
-    assert default_chunk_size(1024) * 1024 == DEFAULT_BLOCK_ELEMENTS == 2**20
+    # one (chunk, K) block holds ~2^18 values whatever K is: O(chunk x K), not O(N x K)
+    assert default_chunk_size(1024) * 1024 == DEFAULT_BLOCK_ELEMENTS == 2**18
     assert default_chunk_size(65536) * 65536 == DEFAULT_BLOCK_ELEMENTS
     assert default_chunk_size(2**30) == 1
 
