@@ -40,7 +40,7 @@ QUANTIZER = {"codebook_size": 1024, "affine": "learnable", "affine_lr_scale": 10
 
 def vqvae(batch_size: int):
     config = hf_vq.VQVAEConfig(image_size=32, block_out_channels=[32, 64], layers_per_block=1, latent_channels=32,
-                               mid_block_add_attention=False, quantizer={**QUANTIZER, "commitment_weight": 0.1})
+                               mid_block_add_attention=False, quantizer={**QUANTIZER, "commitment_weight": 1.6})
     return (lambda: hf_vq.VQVAEModel(config)), {"pixel_values": torch.randn(batch_size, 3, 32, 32)}, \
         "VQ-VAE 32×32, widths [32, 64], 16×16 latents of 32 dims, K=1024"
 
@@ -48,7 +48,7 @@ def vqvae(batch_size: int):
 def vq_vit(batch_size: int):
     config = hf_vq.VQViTConfig(image_size=32, patch_size=4, num_channels=3, hidden_size=128, num_hidden_layers=6,
                                num_attention_heads=4, intermediate_size=256, quantizer_layer=3, num_labels=10,
-                               quantizer={**QUANTIZER, "commitment_weight": 1.0})
+                               quantizer={**QUANTIZER, "commitment_weight": 64.0})
     batch = {"pixel_values": torch.randn(batch_size, 3, 32, 32), "labels": torch.randint(0, 10, (batch_size,))}
     return (lambda: hf_vq.VQViTForImageClassification(config)), batch, \
         "VQ-ViT 32×32, patch 4 (65 tokens), 6 blocks of 128, quantizer after block 3, K=1024"

@@ -3,7 +3,7 @@
 
 from packaging.version import InvalidVersion, Version
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 def written_by_newer_release(version: str, field: str = "hf_vq_version") -> bool:

@@ -42,7 +42,7 @@ DEFAULTS = {
         "image_size": 8, "patch_size": 2, "num_channels": 1, "hidden_size": 64, "num_hidden_layers": 4,
         "num_attention_heads": 4, "intermediate_size": 128, "quantizer_layer": 2,
         "quantizer": {"codebook_size": 128, "affine": "learnable", "affine_lr_scale": 10.0, "sync_nu": 0.01,
-                      "beta": 0.995, "commitment_weight": 1.0, "replace_after": 20, "kmeans_init": True},
+                      "beta": 0.995, "commitment_weight": 32.0, "replace_after": 20, "kmeans_init": True},
     },
     "train": {"batch_size": 64, "epochs": 40, "lr": 2e-3, "weight_decay": 0.03, "warmup_epochs": 2,
               "optimization": "alternated", "inner_steps": 1, "codebook_lr": 1e-2},

@@ -41,7 +41,7 @@ DEFAULTS = {
         "image_size": 32, "block_out_channels": [32, 64], "layers_per_block": 1, "latent_channels": 32,
         "mid_block_add_attention": False,
         "quantizer": {"codebook_size": 256, "affine": "learnable", "affine_lr_scale": 10.0, "sync_nu": 0.01,
-                      "beta": 0.995, "commitment_weight": 0.1, "replace_after": 20, "kmeans_init": True},
+                      "beta": 0.995, "commitment_weight": 1.6, "replace_after": 20, "kmeans_init": True},
     },
     "train": {"batch_size": 32, "epochs": 3, "lr": 1e-3, "weight_decay": 1e-4, "warmup_epochs": 0.3,
               "optimization": "alternated", "inner_steps": 1},

@@ -74,13 +74,13 @@ GAP_ROWS = [("joint", {}), ("alternated", {"optimization": "alternated"})]
 _FULL = {**AFFINE, **OPT, **REPLACE, **L2}
 _LONG = {"train": {"max_steps": 320, "warmup_steps": 32}}
 _KMEANS = {"quantizer": {"kmeans_init": True}}
-_SMALL_ALPHA = {"quantizer": {"commitment_weight": 0.0625}}
+_SMALL_ALPHA = {"quantizer": {"commitment_weight": 1.0}}
 DIAG_ROWS = [
     ("VQVAE, K-means init", {}, _KMEANS),
     ("+ Affine, K-means init", AFFINE, _KMEANS),
     ("+ Affine (EMA moment matching, A.12)", {"affine": "ema"}, {}),
-    ("VQVAE, α/5 (0.0625)", {}, _SMALL_ALPHA),
-    ("+ Affine + OPT + replace + l2, α/5 (0.0625)", _FULL, _SMALL_ALPHA),
+    ("VQVAE, α/5 (1.0)", {}, _SMALL_ALPHA),
+    ("+ Affine + OPT + replace + l2, α/5 (1.0)", _FULL, _SMALL_ALPHA),
     ("VQVAE, 2× steps (320)", {}, _LONG),
     ("+ Affine, 2× steps (320)", AFFINE, _LONG),
     ("+ Affine + OPT + replace + l2, 2× steps (320)", _FULL, _LONG),

@@ -97,6 +97,6 @@ def figure10(affine: str | None, steps: int = 20, lr: float = 0.1, seed: int = 0
         "codebook_before": before,
         "codebook_after": after,
         "moved_fraction": float(moved.float().mean()),
-        "active_fraction": float(out.usage),
+        "active_fraction": float(out.active_codes),
         "divergence": float(out.commitment),
     }

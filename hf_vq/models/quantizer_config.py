@@ -9,19 +9,16 @@ A model config stores it as its `quantizer` field, a JSON object in config.json 
 Every option is written out, defaults included, so a checkpoint keeps its behaviour when a library
 default changes. The valid keys are read from `VectorQuantizer`'s signature, so a new quantizer option is
 a config option without touching this file. An unknown key raises a `ValueError` naming it and listing
-the valid ones; values are checked by building the quantizer on the meta device, which reuses the
-layer's own validation and allocates nothing.
+the valid ones; values are checked by the layer's own `QuantizerOptions`, which allocates nothing.
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
 from typing import Any
 
-import torch
-
 from ..quantization.layer import VectorQuantizer
+from ..quantization.options import QuantizerOptions
 
 
 # Set by the model from its own shape (hidden_size / latent_channels, token vs channel-first layout).
@@ -29,12 +26,9 @@ MODEL_DECIDED = ("dim", "channel_first")
 
 
 def _signature_defaults() -> dict[str, Any]:
-    defaults = {}
-    for name, parameter in inspect.signature(VectorQuantizer.__init__).parameters.items():
-        if name == "self" or name in MODEL_DECIDED or parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
-            continue
-        defaults[name] = None if parameter.default is parameter.empty else parameter.default
-    return defaults
+    """{option: default} of `QuantizerOptions`, without the model-decided ones; codebook_size: None."""
+    defaults = {"codebook_size": None, **QuantizerOptions.defaults()}
+    return {name: value for name, value in defaults.items() if name not in MODEL_DECIDED}
 
 
 class QuantizerConfig(dict):
@@ -105,8 +99,7 @@ class QuantizerConfig(dict):
     def validate(self, dim: int, channel_first: bool) -> None:
         """Raise `ValueError` (naming the `quantizer.*` field) if the quantizer cannot be built."""
         try:
-            with torch.device("meta"):
-                self.build(dim, channel_first)
+            QuantizerOptions(dim=dim, channel_first=channel_first, **self)
         except (TypeError, ValueError) as error:
             raise ValueError(f"Invalid `quantizer` settings in the config: {error}") from error
 

@@ -7,11 +7,19 @@ sets a field or a quantizer option this release does not know, dropping it would
 model than the one saved, so loading raises a `ValueError` naming the fields and both versions. Unknown
 fields in a config of this or an older release stay attributes, as in transformers (users keep metadata
 there); an unknown quantizer option is always an error (QuantizerConfig).
+
+hf_vq 0.2 changed the unit of α (`quantizer.commitment_weight`) to the paper's: the commitment is the
+mean-squared error over all elements (A.1), where 0.1 used ½‖·‖² summed over the D features. A config saved
+by 0.1 (its `hf_vq_version` says so, or it has transformers' `transformers_version` but no `hf_vq_version`,
+which only 0.1 wrote) keeps its effective loss: α is multiplied by D/2 on load, with one log line.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+from packaging.version import Version
 
 from ..version import __version__, written_by_newer_release
 from .quantizer_config import QuantizerConfig
@@ -19,6 +27,30 @@ from .quantizer_config import QuantizerConfig
 VERSION_FIELD = "hf_vq_version"
 # Written by transformers or by save_pretrained, not by the config's own fields.
 _BOOKKEEPING = ("auto_map", "transformers_version", "torch_dtype", "custom_pipelines", "quantization_config")
+# The first release whose α multiplies the element-wise mean-squared error (A.1).
+MSE_COMMITMENT_SINCE = Version("0.2.0")
+
+logger = logging.getLogger(__name__)
+
+
+def written_before_mse_commitment(written_by: str | None) -> bool:
+    """True for a file written by hf_vq 0.1 (`written_by` its version, None where 0.1 wrote none)."""
+    return written_by is None or Version(str(written_by)) < MSE_COMMITMENT_SINCE
+
+
+def convert_old_commitment_weight(quantizer: dict[str, Any], dim: int, written_by: str | None, source: str) -> dict[str, Any]:
+    """`quantizer` settings of a 0.1 file in this release's units (a new dict; one log line).
+
+    0.1's α weighted ½‖z_e − z_q‖² summed over D; the same loss is α·D/2 times the element-wise mean."""
+    alpha = quantizer.get("commitment_weight")
+    if alpha is None:
+        return quantizer
+    converted = float(alpha) * dim / 2
+    logger.warning(
+        "%s was written by hf_vq %s, whose commitment_weight (alpha) weighted 1/2*||z_e - z_q||^2 summed over the "
+        "D=%d features; since 0.2 alpha weights the paper's element-wise mean-squared error (A.1). Using "
+        "commitment_weight=%g (= %g * D/2), the same loss.", source, written_by or "0.1", dim, converted, alpha)
+    return {**quantizer, "commitment_weight": converted}
 
 
 class VersionedConfigMixin:
@@ -44,6 +76,11 @@ class VersionedConfigMixin:
                     "saved with the model: AutoModel.from_pretrained(..., trust_remote_code=True), only for a "
                     "repository you trust."
                 )
+        quantizer = config_dict.get("quantizer")
+        saved_by_01 = "transformers_version" in config_dict if written_by is None else written_before_mse_commitment(written_by)
+        if isinstance(quantizer, dict) and saved_by_01:
+            dim = config_dict.get(cls.quantizer_dim_field, getattr(cls(), cls.quantizer_dim_field))
+            config_dict["quantizer"] = convert_old_commitment_weight(quantizer, int(dim), written_by, f"This {cls.__name__}")
         return super().from_dict(config_dict, **kwargs)
 
     @classmethod

@@ -1,6 +1,5 @@
 """VQ-ViT: config, forward, ViT checkpoint compatibility, save/load, Auto classes, pipeline, Trainer, bad input."""
 
-import inspect
 import json
 import math
 import numpy as np
@@ -21,6 +20,7 @@ from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPi
 
 from hf_vq import VectorQuantizer, VQViTConfig, VQViTForImageClassification, VQViTModel
 from hf_vq.models.vq_vit import PAPER_VIT_QUANTIZER
+from hf_vq.quantization.options import QuantizerOptions
 
 from . import single_threaded  # noqa: F401  (autouse fixture)
 
@@ -72,7 +72,7 @@ def test_defaults_are_the_papers_vit_tiny():
         "affine": "learnable", "affine_lr_scale": 10.0,
     }
     # every VectorQuantizer option is written out, so a checkpoint does not depend on library defaults
-    options = set(inspect.signature(VectorQuantizer.__init__).parameters) - {"self", "dim", "channel_first"}
+    options = set(QuantizerOptions.names()) - {"dim", "channel_first"}
     assert set(config.to_dict()["quantizer"]) == options
 
 
@@ -349,7 +349,9 @@ def test_trainer_reduces_the_loss(tmp_path):
     images = torch.randn(32, 3, 32, 32, generator=gen) * 0.5 + labels.view(-1, 1, 1, 1) * 1.0
     data = datasets.Dataset.from_dict({"pixel_values": images.numpy(), "labels": labels.numpy()}).with_format("torch")
     torch.manual_seed(0)
-    model = VQViTForImageClassification(tiny_config(num_labels=2))
+    # The loss Trainer sees includes α·L_cmt; at this scale the un-normalised residual stream drifts from the
+    # codes under the paper's α = 5 (task loss falls, commitment grows), so the test uses 0.1's effective α.
+    model = VQViTForImageClassification(tiny_config(num_labels=2, quantizer={"commitment_weight": 80.0}))
     args = TrainingArguments(
         output_dir=str(tmp_path), per_device_train_batch_size=8, per_device_eval_batch_size=16, max_steps=24,
         learning_rate=2e-3, warmup_steps=2, report_to="none", use_cpu=True, save_strategy="no",

@@ -58,6 +58,8 @@ def worker(rank, world, port, options, alternate, out_dir):
         (dict(kmeans_init=True, replace_after=2, affine="learnable"), False),
         (dict(kmeans_init=True, replace_after=2, affine="ema", sync_nu=0.1), True),
         (dict(codebook_update="ema", replace_after=3), False),
+        (dict(kmeans_init=True, replace_after=2, affine="learnable", affine_covariance="full", sync_nu=0.1), True),
+        (dict(replace_after=2, affine="ema", affine_covariance="full"), False),
     ],
 )
 def test_two_processes_keep_identical_codebooks(tmp_path, options, alternate):

@@ -11,7 +11,7 @@ def reference_forward(z, codebook, nu, alpha, beta):
     """Eqs 5, 8-10 and 21 written with autograd, the way the paper's snippet does."""
     idx = torch.cdist(z.detach(), codebook.detach()).argmin(1)
     z_q = codebook[idx]
-    d = lambda a, b: 0.5 * (a - b).pow(2).sum(-1).mean()  # noqa: E731
+    d = lambda a, b: (a - b).pow(2).mean()  # noqa: E731  (A.1: mean-squared error over all elements)
     loss = alpha * ((1 - beta) * d(z, z_q.detach()) + beta * d(z.detach(), z_q))
     out = z + (z_q - z).detach() + nu * (z_q - z_q.detach())
     return out, loss, idx
@@ -41,7 +41,7 @@ def test_gradients_match_reference_expression(nu, beta):
 
 
 def test_sync_codebook_gradient_is_nu_times_upstream_plus_commitment():
-    # eq 21 spelled out: ∂L/∂c_k = Σ_{i→k} [ν·g_i + αβ(c_k − z_i)/N]
+    # eq 21 spelled out: ∂L/∂c_k = Σ_{i→k} [ν·g_i + αβ·2(c_k − z_i)/(N·D)]
     torch.manual_seed(1)
     nu, alpha, beta = 0.5, 3.0, 0.9
     vq = VectorQuantizer(4, 5, sync_nu=nu, commitment_weight=alpha, beta=beta)
@@ -52,7 +52,7 @@ def test_sync_codebook_gradient_is_nu_times_upstream_plus_commitment():
     c = vq.codebook_signal.detach()
     expected = torch.zeros_like(c)
     for i, k in enumerate(out.indices.tolist()):
-        expected[k] += nu * g[i] + alpha * beta * (c[k] - z[i]) / 30
+        expected[k] += nu * g[i] + alpha * beta * 2 * (c[k] - z[i]) / (30 * 4)
     assert torch.allclose(vq.codebook_signal.grad, expected, atol=1e-6)
 
 
@@ -71,7 +71,8 @@ def test_beta_one_sgd_equals_ema_rule():
     init = torch.randn(4, 3)
     init[0] = 4.0
 
-    sgd_vq = VectorQuantizer(3, 4, beta=1.0, commitment_weight=1.0)
+    # α = D/2 makes α·MSE (A.1) the ½‖·‖² of A.2 averaged over vectors, whose SGD step is eq 11 exactly.
+    sgd_vq = VectorQuantizer(3, 4, beta=1.0, commitment_weight=1.5)
     ema_vq = VectorQuantizer(3, 4, codebook_update="ema", ema_decay=1 - eta)
     with torch.no_grad():
         sgd_vq.codebook_signal.copy_(init)
@@ -101,10 +102,11 @@ def test_ema_codebook_takes_no_gradient():
     assert z.grad is not None and torch.isfinite(z.grad).all()
 
 
+@pytest.mark.parametrize("covariance", ["diagonal", "full"])
 @pytest.mark.parametrize("affine", ["learnable", "ema"])
-def test_affine_moves_codes_that_were_never_selected(affine):
+def test_affine_moves_codes_that_were_never_selected(affine, covariance):
     torch.manual_seed(3)
-    vq = VectorQuantizer(4, 16, affine=affine, affine_lr_scale=1.0, beta=0.9)
+    vq = VectorQuantizer(4, 16, affine=affine, affine_covariance=covariance, affine_lr_scale=1.0, beta=0.9)
     z = torch.randn(64, 4) * 0.5 + 3.0
     opt = torch.optim.SGD(vq.parameters(), lr=0.1)
     before = vq.codebook.clone()
@@ -132,6 +134,33 @@ def test_ema_affine_matches_embedding_moments():
     assert torch.allclose(codes.var(0, unbiased=False), z.var(0, unbiased=False), rtol=1e-3)
 
 
+def test_full_ema_affine_matches_embedding_mean_and_covariance():
+    # W = Σ_e^½ Σ_c^−½, bias = μ_e − W μ_c: the codes take the embedding's mean and full covariance, even
+    # for a correlated, nearly rank-1 embedding that a diagonal scale cannot reach.
+    torch.manual_seed(4)
+    vq = VectorQuantizer(3, 512, affine="ema", affine_covariance="full")
+    direction = torch.tensor([1.0, 2.0, -1.0])
+    z = torch.randn(4096, 1) * direction + 0.05 * torch.randn(4096, 3) + torch.tensor([1.0, -2.0, 10.0])
+    vq(z)
+    codes = vq.codebook
+    assert torch.allclose(codes.mean(0), z.mean(0), atol=1e-3)
+    assert torch.allclose(torch.cov(codes.T, correction=0), torch.cov(z.T, correction=0), atol=1e-3)
+    diagonal = VectorQuantizer(3, 512, affine="ema")
+    diagonal(z)
+    corr = lambda c: torch.corrcoef(c.T)[0, 1]  # noqa: E731
+    assert corr(codes) == pytest.approx(float(corr(z)), abs=1e-3) and abs(float(corr(diagonal.codebook))) < 0.2
+
+
+def test_full_learnable_affine_is_c_mean_plus_w_c_signal():
+    vq = VectorQuantizer(3, 4, affine="learnable", affine_covariance="full", affine_lr_scale=10.0)
+    theta = torch.randn(3, 3)
+    with torch.no_grad():
+        vq.affine.scale[0].copy_(theta)
+        vq.affine.bias.fill_(-0.2)
+    w = torch.eye(3) + 10.0 * theta
+    assert torch.allclose(vq.codebook, vq.codebook_signal @ w.T - 2.0, atol=1e-5)
+
+
 def test_learnable_affine_parameterisation_matches_a1():
     vq = VectorQuantizer(3, 4, affine="learnable", affine_lr_scale=10.0)
     with torch.no_grad():
@@ -146,13 +175,14 @@ def test_affine_groups_have_separate_parameters():
     with torch.no_grad():
         vq.affine.bias[1].fill_(1.0)
     shift = vq.codebook - vq.codebook_signal
-    assert torch.equal(shift[2:4], torch.ones(2, 2)) and shift[:2].abs().max() == 0 and shift[4:].abs().max() == 0
+    assert torch.allclose(shift[2:4], torch.ones(2, 2), atol=1e-6) and shift[:2].abs().max() == 0 and shift[4:].abs().max() == 0
 
 
+@pytest.mark.parametrize("covariance", ["diagonal", "full"])
 @pytest.mark.parametrize("affine", [None, "learnable", "ema"])
-def test_fold_affine_keeps_outputs(affine):
+def test_fold_affine_keeps_outputs(affine, covariance):
     torch.manual_seed(5)
-    vq = VectorQuantizer(4, 8, affine=affine)
+    vq = VectorQuantizer(4, 8, affine=affine, affine_covariance=covariance)
     for _ in range(3):
         vq(torch.randn(32, 4) * 2 + 1)
     if affine == "learnable":
@@ -256,7 +286,9 @@ def test_perplexity_and_usage_of_the_batch():
     out = vq(torch.tensor([[0.0, 0], [10, 0], [0, 10], [0.1, 0]]))
     p = torch.tensor([0.5, 0.25, 0.25])
     assert torch.allclose(out.perplexity, 2 ** (-(p * p.log2()).sum()))
-    assert out.usage == 0.75
+    assert out.active_codes == 0.75
+    with pytest.warns(FutureWarning, match="active_codes"):
+        assert out.usage == 0.75
 
 
 def test_nan_input_in_training_raises_and_can_be_disabled():

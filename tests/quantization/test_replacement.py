@@ -59,6 +59,19 @@ def test_replaced_code_lands_on_the_vector_through_a_non_identity_affine():
     assert torch.allclose(vq.codebook[vq.last_replaced], target.expand(len(vq.last_replaced), 2), atol=1e-5)
 
 
+def test_replaced_code_lands_on_the_vector_through_a_full_affine():
+    torch.manual_seed(2)
+    vq = make(replace_after=1, replace_noise=0.0, affine="learnable", affine_covariance="full")
+    with torch.no_grad():
+        vq.affine.scale.copy_(torch.tensor([[[1.0, 0.5], [-0.3, 2.0]]]))  # W = I + Θ, not diagonal
+        vq.affine.bias.fill_(-1.0)
+    vq(torch.tensor([[-3.0, -3.0]]))
+    target = torch.tensor([[7.0, -2.0]])
+    vq(target)
+    assert len(vq.last_replaced) > 0
+    assert torch.allclose(vq.codebook[vq.last_replaced], target.expand(len(vq.last_replaced), 2), atol=1e-5)
+
+
 def test_replacement_resets_stale_optimizer_state():
     torch.manual_seed(3)
     vq = make(replace_after=2)

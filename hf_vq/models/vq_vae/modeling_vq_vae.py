@@ -211,7 +211,7 @@ class VQVAEModel(VQVAEPreTrainedModel):
             commitment_loss=vq.commitment,
             codebook_indices=vq.indices,
             perplexity=vq.perplexity,
-            codebook_usage=vq.usage,
+            codebook_usage=vq.active_codes,
         )
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         return output if return_dict else output.to_tuple()

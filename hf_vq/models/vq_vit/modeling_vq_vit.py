@@ -190,7 +190,7 @@ class VQViTModel(VQViTPreTrainedModel):
             commitment_loss=vq.commitment,
             codebook_indices=vq.indices,
             perplexity=vq.perplexity,
-            codebook_usage=vq.usage,
+            codebook_usage=vq.active_codes,
         )
 
 
@@ -263,7 +263,7 @@ class VQViTForImageClassification(VQViTPreTrainedModel):
             commitment_loss=vq.commitment,
             codebook_indices=vq.indices,
             perplexity=vq.perplexity,
-            codebook_usage=vq.usage,
+            codebook_usage=vq.active_codes,
         )
 
 
