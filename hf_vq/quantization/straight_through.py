@@ -13,7 +13,8 @@ Gradients, for the upstream gradient g = ∂L/∂z_q and the weight w of the ret
     ∂L/∂c_k = Σ_{i: k_i = k} ν·g_i + w·αβ·2(z_q,i − z_e,i)/(N·D)   sync (eq 21) + codebook half (eq 9)
 
 Writing the backward by hand saves the (N, D) intermediates of the autograd version: only z_e, the
-(K, D) codebook and the indices are kept for the backward pass.
+(K, D) codebook and the indices are kept for the backward pass, and both passes are one sweep over the
+rows (kernels/fused_quantize.py: the native CPU kernel, or torch in row chunks).
 
 Under alternated optimization the codebook is not an input of the outer graph (it belongs to the inner
 optimizer); the sync term Σ ν·g_i is then added into `sync_sink`, a (K, D) buffer the inner optimizer
@@ -25,18 +26,15 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
-
-def squared_error_mean(z: torch.Tensor, z_q: torch.Tensor) -> torch.Tensor:
-    """The commitment distance of A.1: mean over all elements of (z_e − z_q)² (0 for an empty input)."""
-    return (z - z_q).pow(2).sum() / max(1, z.numel())
+from .kernels.fused_quantize import quantize_backward, quantize_forward
 
 
 class _StraightThrough(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z, codebook, indices, sync_nu: float, alpha: float, encoder_share: float, codebook_share: float,
                 sync_sink: torch.Tensor | None):
-        z_q = codebook.index_select(0, indices)
-        commitment = squared_error_mean(z, z_q)
+        _, z_q, sse = quantize_forward(z, codebook, indices)  # one pass: gather and Σ‖z_e − z_q‖²
+        commitment = (sse / max(1, z.numel())).to(z.dtype)
         ctx.save_for_backward(z, codebook, indices)
         ctx.weights = (sync_nu, alpha * encoder_share, alpha * codebook_share)
         ctx.sync_sink = sync_sink
@@ -49,25 +47,19 @@ class _StraightThrough(torch.autograd.Function):
         z, codebook, indices = ctx.saved_tensors
         sync_nu, encoder_weight, codebook_weight = ctx.weights
         need_z, need_codebook = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        residual = None
-        if grad_loss is not None and (encoder_weight or codebook_weight):
-            residual = (z - codebook.index_select(0, indices)).mul_(2 * grad_loss / max(1, z.numel()))  # w·2(z_e − z_q)/(N·D)
-        grad_z = grad_codebook = None
-        if need_z:
-            grad_z = grad_zq.clone() if grad_zq is not None else torch.zeros_like(z)
-            if residual is not None and encoder_weight:
-                grad_z.add_(residual, alpha=encoder_weight)
-        if ctx.sync_sink is not None and grad_zq is not None and sync_nu:
-            ctx.sync_sink.index_add_(0, indices, (grad_zq * sync_nu).to(ctx.sync_sink.dtype))  # eq 21, deferred
-        if need_codebook:
-            grad_rows = None
-            if grad_zq is not None and sync_nu:
-                grad_rows = grad_zq * sync_nu
-            if residual is not None and codebook_weight:
-                grad_rows = residual.mul_(-codebook_weight) if grad_rows is None else grad_rows.sub_(residual, alpha=codebook_weight)
-            grad_codebook = torch.zeros_like(codebook)
-            if grad_rows is not None:
-                grad_codebook.index_add_(0, indices, grad_rows.to(codebook.dtype))
+        a = b = 0.0
+        if grad_loss is not None:
+            scale = grad_loss * (2.0 / max(1, z.numel()))  # w·2/(N·D); a tensor: no host sync on CUDA
+            a = scale * encoder_weight if encoder_weight else 0.0
+            b = scale * codebook_weight if codebook_weight else 0.0
+        # Under alternation the codebook is not in this graph: eq 21's Σ ν·g goes to the sink instead (its
+        # β half, b, is 0 there: the inner steps take it).
+        sink = ctx.sync_sink if ctx.sync_sink is not None and grad_zq is not None and sync_nu else None
+        grad_z, grad_codebook = quantize_backward(z, codebook, indices, grad_zq, a, b, sync_nu, need_z=need_z,
+                                                  need_codebook=need_codebook or sink is not None)
+        if sink is not None:
+            sink.add_(grad_codebook.to(sink.dtype))
+            grad_codebook = grad_codebook if need_codebook else None
         return grad_z, grad_codebook, None, None, None, None, None, None
 
 

@@ -396,3 +396,88 @@ def test_default_codebook_init_is_kaiming_normal():
     torch.manual_seed(9)
     vq = VectorQuantizer(64, 4096)
     assert math.isclose(float(vq.codebook_signal.detach().std()), math.sqrt(2 / 64), rel_tol=0.02)
+
+
+# Every option of the layer, run for a few training steps on the native CPU kernels and on the pure-torch
+# path (HF_VQ_DISABLE_NATIVE=1) from the same state: indices, outputs, losses, gradients and the parameters
+# after the optimizer steps must be identical, and the indices must be the float64 brute-force argmin.
+TWO_PATH_OPTIONS = {
+    "default": {},
+    "affine+sync": {"affine": "learnable", "affine_groups": 2, "sync_nu": 0.3},
+    "full affine": {"affine": "learnable", "affine_covariance": "full"},
+    "ema affine": {"affine": "ema"},
+    "cosine": {"distance": "cosine"},
+    "channel_first": {"channel_first": True},
+    "ema codebook": {"codebook_update": "ema"},
+    "lru+kmeans": {"replace_after": 1, "kmeans_init": True},
+    "stochastic": {"stochastic_temperature": 0.5},
+    "float64": {"dtype": torch.float64},
+    "bf16 autocast": {"autocast": torch.bfloat16},
+    "alternating+sync": {"alternating": True, "sync_nu": 0.2},
+}
+
+
+def _train_steps(options: dict, native: bool, monkeypatch, steps: int = 3) -> list[dict]:
+    from hf_vq import AlternatingOptimizer
+    from hf_vq.quantization.kernels.cpu_extension import DISABLE_ENV, native_library
+
+    options = dict(options)
+    dtype, autocast, alternating = options.pop("dtype", torch.float32), options.pop("autocast", None), options.pop("alternating", False)
+    monkeypatch.setenv(DISABLE_ENV, "0" if native else "1")
+    assert (native_library() is not None) == native  # this machine builds the kernels (CI does)
+    torch.manual_seed(0)
+    dim, size = 8, 40
+    vq = VectorQuantizer(dim, size, **options).to(dtype)
+    encoder = torch.nn.Linear(dim, dim).to(dtype)
+    outer = [p for p in encoder.parameters()] + ([] if alternating else list(vq.parameters()))
+    opt = torch.optim.SGD([p for p in outer if p.requires_grad], lr=0.1)
+    if alternating:
+        AlternatingOptimizer(vq, torch.optim.SGD(vq.codebook_parameters(), lr=0.1))
+    searches = []  # what the search saw and chose
+    assign = vq.assign
+
+    def recording_assign(z, codebook, stochastic):
+        indices = assign(z, codebook, stochastic)
+        searches.append((z.clone(), codebook.detach().clone(), indices))
+        return indices
+
+    vq.assign = recording_assign
+    records = []
+    for step in range(steps):
+        g = torch.Generator().manual_seed(step)
+        x = torch.randn(2, 5, 7, dim, generator=g, dtype=dtype)
+        with torch.autocast("cpu", dtype=autocast or torch.bfloat16, enabled=autocast is not None):
+            h = encoder(x)
+            if options.get("channel_first"):
+                h = h.movedim(-1, 1)
+            out = vq(h)
+            upstream = torch.randn(out.quantized.shape, generator=g).to(out.quantized.dtype)
+            loss = (out.quantized * upstream).sum() + out.loss
+        opt.zero_grad()
+        loss.backward()
+        records.append({"indices": out.indices, "quantized": out.quantized, "loss": out.loss,
+                        "commitment": out.commitment, "searched": searches[-1],
+                        **{f"grad {n}": p.grad.clone() for n, p in list(encoder.named_parameters()) + list(vq.named_parameters())
+                           if p.grad is not None}})
+        opt.step()
+    records.append({f"param {n}": p.detach().clone() for n, p in list(encoder.named_parameters()) + list(vq.named_parameters())})
+    return records
+
+
+@pytest.mark.parametrize("name", list(TWO_PATH_OPTIONS))
+def test_native_and_torch_paths_agree_on_every_option(name, monkeypatch):
+    options = TWO_PATH_OPTIONS[name]
+    native = _train_steps(options, True, monkeypatch)
+    reference = _train_steps(options, False, monkeypatch)
+    for step, (a, b) in enumerate(zip(native, reference)):
+        assert a.keys() == b.keys(), step
+        for key in a:
+            if key in ("loss", "commitment"):  # one float64 sum in a different order
+                assert torch.allclose(a[key], b[key], rtol=1e-6, atol=0), (step, key)
+            elif key == "searched":
+                assert all(torch.equal(x, y) for x, y in zip(a[key], b[key])), step
+            else:
+                assert torch.equal(a[key], b[key]), (step, key)
+        if "searched" in a and "stochastic_temperature" not in options:
+            z, codebook, indices = a["searched"]
+            assert torch.equal(indices, torch.cdist(z.double(), codebook.double()).argmin(1)), step

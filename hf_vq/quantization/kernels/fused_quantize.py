@@ -30,6 +30,10 @@ def _row_chunks(n: int, d: int):
         yield start, min(n, start + step)
 
 
+def _nonzero(x: float | torch.Tensor) -> bool:
+    return isinstance(x, torch.Tensor) or x != 0
+
+
 @torch.no_grad()
 def quantize_forward(
     z: torch.Tensor, codebook: torch.Tensor, indices: torch.Tensor | None = None, **search_options
@@ -67,8 +71,8 @@ def quantize_backward(
     codebook: torch.Tensor,
     indices: torch.Tensor,
     grad_zq: torch.Tensor | None,
-    a: float,
-    b: float,
+    a: float | torch.Tensor,
+    b: float | torch.Tensor,
     nu: float,
     *,
     need_z: bool = True,
@@ -78,8 +82,12 @@ def quantize_backward(
 
     Args:
         z: (N, D); codebook: (K, D); indices: (N,) int64 of the forward; grad_zq: (N, D) or None.
-        a, b, nu: the coefficients of (z − z_q) in ∂z, of (z_q − z) and of g in ∂codebook.
+        a, b: the coefficients of (z − z_q) in ∂z and of (z_q − z) in ∂codebook: floats, or 0-dim
+            tensors on z's device (a CUDA caller then needs no host sync). A float 0 skips its term.
+        nu: the coefficient of g in ∂codebook.
     """
+    if z.device.type == "cpu":  # reading a CPU scalar costs nothing, and both paths then skip the same zeros
+        a, b = float(a), float(b)
     if native_supports(z, codebook, grad_zq):
         return native_backward(z, codebook, indices, grad_zq, a, b, nu, need_z=need_z, need_codebook=need_codebook)
     grad_z = torch.empty_like(z) if need_z else None
@@ -90,7 +98,7 @@ def quantize_backward(
         diff = z[start:end] - codebook.index_select(0, idx)  # z − z_q
         if grad_z is not None:
             out = grad_z[start:end]
-            if a:
+            if _nonzero(a):
                 torch.mul(diff, a, out=out)
                 if g is not None:
                     out.add_(g)
@@ -100,7 +108,7 @@ def quantize_backward(
                 out.zero_()
         if grad_codebook is not None:
             rows = g * nu if g is not None and nu else None
-            if b:
+            if _nonzero(b):
                 step = diff.neg_().mul_(b)  # b·(z_q − z)
                 rows = step if rows is None else rows.add_(step)
             if rows is not None:
