@@ -182,7 +182,7 @@ void search_block(const T* z, int64_t rows, const PackedCodes<T>& pc, SearchScra
           const V b0 = *reinterpret_cast<const V*>(b + e * P), b1 = *reinterpret_cast<const V*>(b + e * P + L);
 #pragma GCC unroll 16
           for (int r = 0; r < kTileRows; ++r) {
-            const V x = V{} + a[r * d + e];
+            const V x = a[r * d + e] - V{};  // a broadcast (x − 0 = x exactly, so it folds away)
             acc0[r] = fmadd(x, b0, acc0[r]);
             acc1[r] = fmadd(x, b1, acc1[r]);
           }
