@@ -1,7 +1,16 @@
 import pytest
 import torch
 
+from hf_vq.quantization.kernels.cpu_extension import DISABLE_ENV, native_library
 from hf_vq.quantization.search import DEFAULT_BLOCK_ELEMENTS, default_chunk_size, nearest_code, squared_distances
+
+
+@pytest.fixture(autouse=True, params=["native", "torch"])
+def search_path(request, monkeypatch):
+    """Every test here runs on the native kernel and on the chunked torch path."""
+    monkeypatch.setenv(DISABLE_ENV, "1" if request.param == "torch" else "0")
+    assert (native_library() is not None) == (request.param == "native")
+    return request.param
 
 
 def brute_force(z, c):
@@ -16,8 +25,8 @@ def test_chunked_search_equals_brute_force(chunk_size):
 
 
 def test_chunk_size_bounds_block_memory():
-    # one (chunk, K) block holds ~2^18 values whatever K is: O(chunk x K), not O(N x K)
-    assert default_chunk_size(1024) * 1024 == DEFAULT_BLOCK_ELEMENTS == 2**18
+    # one (chunk, K) block holds ~2^20 values whatever K is: O(chunk x K), not O(N x K)
+    assert default_chunk_size(1024) * 1024 == DEFAULT_BLOCK_ELEMENTS == 2**20
     assert default_chunk_size(65536) * 65536 == DEFAULT_BLOCK_ELEMENTS
     assert default_chunk_size(2**30) == 1
 
