@@ -1,25 +1,27 @@
 #!/usr/bin/env python
 """Training-step benchmark of `hf_vq.VectorQuantizer` against other VQ layers and the GEMM floor.
 
-One process, fp32, CPU tensors. Prints:
-
-1. the time of one training step (forward + backward of ``quantized.sum() + commitment loss``) for
-   - hf_vq ``VectorQuantizer(D, K)``, channel-last (N, D), default settings;
+One process, fp32, CPU tensors, N = 65,536 vectors of D = 64. For every thread count (--threads, default
+1 and 2) and codebook size (--k, default 1,024 and 4,096) it times one training step (forward + backward
+of ``quantized.sum() + loss``) of
+   - hf_vq ``VectorQuantizer(D, K)`` on (N, D), default settings (native CPU kernels);
+   - the same on its pure-torch path (``HF_VQ_DISABLE_NATIVE=1``);
    - hf_vq with ``affine="learnable", sync_nu=0.01, replace_after=20`` (the options' cost);
    - hf_vq with ``channel_first=True`` on (B, D, H, W), like-for-like with diffusers;
    - diffusers' ``VectorQuantizer`` as ``VQModel`` builds it (n_e=K, vq_embed_dim=D, beta=0.25), (B, D, H, W);
-   - vector-quantize-pytorch's ``VectorQuantize(dim=D, codebook_size=K)`` with its defaults (EMA codebook,
-     rotation trick), optional: skipped with a message when not installed;
-   - the bare (N×D)·(D×K) GEMM that any exact search must do (fastest of one-shot and chunked);
-2. the ratios diffusers/hf_vq, vqp/hf_vq and hf_vq/GEMM against their targets;
-3. where hf_vq's step time goes (torch.profiler, grouped by operation);
-4. peak memory of an hf_vq forward+backward at N=1,048,576, D=64, K=4,096 above its input, measured in
-   a fresh subprocess, and diffusers' requirement for the same (analytic, checked against a smaller run).
+   - vector-quantize-pytorch's ``VectorQuantize(dim=D, codebook_size=K)`` with its defaults, if installed;
+   - vqtorch's ``VectorQuant(D, K)``, if a checkout is given with --vqtorch PATH;
+   - the bare (N×D)·(D×K) GEMM any exact search must do: the floor is the fastest of a one-shot
+     ``torch.mm`` and ``torch.mm`` in row blocks of 64–1,024 rows into one reused output block;
+then prints the ratios against their targets, where the native step's time goes (torch.profiler), and
+the peak memory of a forward + backward at N = 1,048,576, K = 4,096 above its input (fresh subprocess).
 
-Repetitions of all rows are interleaved round-robin, so a burst of load from other processes on a shared
-machine hits every row alike; median and minimum are both printed, ratios use medians.
+Repetitions of all rows are interleaved round-robin, so a burst of load from other processes hits every
+row alike. Ratios compare each row's fastest repetition (the least disturbed); medians are printed too.
+`--json PATH` writes every number; `benchmarks/speed_table.py PATH` renders README.md's speed table from it.
 
-Usage: python benchmarks/quantizer.py [--quick] [--json PATH] [--reps R] [--threads T] [--skip-memory]
+Usage: python benchmarks/quantizer.py [--quick] [--json PATH] [--reps R] [--threads 1 2] [--k 1024 4096]
+                                      [--vqtorch PATH] [--skip-memory] [--skip-profile]
 """
 
 from __future__ import annotations
@@ -42,18 +44,22 @@ if REPO_ROOT not in sys.path:
 import torch  # noqa: E402
 
 from hf_vq import VectorQuantizer  # noqa: E402
+from hf_vq.quantization.kernels import cpu_extension  # noqa: E402
 
 VQP_MISSING = "not installed: pip install vector-quantize-pytorch"
 SPATIAL = 64  # channel-first inputs are (N / 64², D, 64, 64)
+GEMM_BLOCKS = (64, 128, 256, 512, 1_024)
 
-FULL = dict(n=65_536, d=64, k=1_024, reps=9, warmup=2, mem_n=1_048_576, mem_k=4_096, mem_check_n=131_072)
-QUICK = dict(n=8_192, d=64, k=1_024, reps=3, warmup=1, mem_n=32_768, mem_k=1_024, mem_check_n=8_192)
+FULL = dict(n=65_536, d=64, ks=[1_024, 4_096], reps=5, warmup=1, mem_n=1_048_576, mem_k=4_096, mem_check_n=131_072)
+QUICK = dict(n=8_192, d=64, ks=[1_024], reps=2, warmup=1, mem_n=32_768, mem_k=1_024, mem_check_n=8_192)
 
-TARGETS = {  # ratio name: (comparison, target)
-    "diffusers/hf_vq": (">=", 2.0),
-    "vqp/hf_vq": (">=", 8.0),
-    "hf_vq/GEMM": ("<=", 1.3),
+# ratio name: (comparison, target per K; None = reported, no target)
+TARGETS = {
+    "hf_vq/GEMM": ("<=", {1_024: 1.5, 4_096: 1.3}),
+    "diffusers/hf_vq": (">=", 2.5),
+    "vqp/hf_vq": (">=", 10.0),
 }
+MEMORY_TARGET_GB = 0.6
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -76,11 +82,11 @@ def _cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
-def _loadavg() -> str:
+def _loadavg() -> list[float] | None:
     try:
-        return " ".join(f"{v:.2f}" for v in os.getloadavg())
+        return [round(v, 2) for v in os.getloadavg()]
     except OSError:
-        return "n/a"
+        return None
 
 
 class Row:
@@ -89,17 +95,15 @@ class Row:
     def __init__(self, name: str, step, reset=None, reps: int = 5, warmup: int = 1, note: str = ""):
         self.name, self.step, self.reset, self.reps, self.warmup, self.note = name, step, reset, reps, warmup, note
         self.times: list[float] = []
-        self.cpu_times: list[float] = []
 
     def run_once(self, record: bool = True) -> float:
         if self.reset is not None:
             self.reset()
-        c0, t0 = time.process_time(), time.perf_counter()
+        t0 = time.perf_counter()
         self.step()
-        dt, dc = time.perf_counter() - t0, time.process_time() - c0
+        dt = time.perf_counter() - t0
         if record:
             self.times.append(dt)
-            self.cpu_times.append(dc)
         return dt
 
     @property
@@ -110,9 +114,9 @@ class Row:
     def best(self) -> float:
         return min(self.times)
 
-    @property
-    def cpu_best(self) -> float:
-        return min(self.cpu_times)
+    def record(self) -> dict:
+        return {"min_ms": self.best * 1e3, "median_ms": self.median * 1e3, "times_ms": [t * 1e3 for t in self.times],
+                "note": self.note}
 
 
 def run_round_robin(rows: list[Row]) -> None:
@@ -133,17 +137,26 @@ def _clear_grads(module: torch.nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------- rows
-def hf_vq_row(name: str, x: torch.Tensor, d: int, k: int, channel_first: bool, reps: int, warmup: int, **kwargs) -> Row:
+def hf_vq_row(name: str, x: torch.Tensor, d: int, k: int, reps: int, warmup: int, native: bool = True, **kwargs) -> Row:
     torch.manual_seed(0)
-    vq = VectorQuantizer(d, k, channel_first=channel_first, **kwargs)
+    vq = VectorQuantizer(d, k, **kwargs)
 
     def step():
-        z = x.detach().requires_grad_(True)
-        out = vq(z)
-        (out.quantized.sum() + out.loss).backward()
+        previous = os.environ.get(cpu_extension.DISABLE_ENV)
+        os.environ[cpu_extension.DISABLE_ENV] = "0" if native else "1"
+        try:
+            z = x.detach().requires_grad_(True)
+            out = vq(z)
+            (out.quantized.sum() + out.loss).backward()
+        finally:
+            if previous is None:
+                del os.environ[cpu_extension.DISABLE_ENV]
+            else:
+                os.environ[cpu_extension.DISABLE_ENV] = previous
 
     opts = ", ".join(f"{a}={b!r}" for a, b in kwargs.items())
-    return Row(name, step, _clear_grads(vq), reps, warmup, note=f"VectorQuantizer({d}, {k}, channel_first={channel_first}{', ' + opts if opts else ''})")
+    return Row(name, step, _clear_grads(vq), reps, warmup,
+               note=f"VectorQuantizer({d}, {k}{', ' + opts if opts else ''}), {'native' if native else 'torch'} path")
 
 
 def diffusers_row(x_cf: torch.Tensor, d: int, k: int, reps: int, warmup: int) -> Row | str:
@@ -185,52 +198,77 @@ def vqp_row(x: torch.Tensor, d: int, k: int, reps: int, warmup: int) -> Row | st
             version = _v("vector-quantize-pytorch")
         except Exception:
             version = "?"
-    return Row("vector-quantize-pytorch VectorQuantize (B,HW,D)", step, _clear_grads(vq), max(3, min(reps, 5)), 1,
+    return Row("vector-quantize-pytorch VectorQuantize (B,HW,D)", step, _clear_grads(vq), max(2, min(reps, 3)), warmup,
                note=f"vector-quantize-pytorch {version} VectorQuantize(dim={d}, codebook_size={k}) defaults: "
                     "EMA codebook update (decay 0.8), rotation trick, commitment_weight 1.0")
 
 
+def vqtorch_row(checkout: str, x: torch.Tensor, d: int, k: int, reps: int, warmup: int) -> Row | str:
+    """vqtorch (the paper authors' library) from a source checkout: `--vqtorch PATH` (PATH holds vqtorch/)."""
+    if checkout not in sys.path:
+        sys.path.insert(0, checkout)
+    if "stringcolor" not in sys.modules:
+        try:
+            import stringcolor  # noqa: F401
+        except ImportError:  # vqtorch only colours its messages with it; not on every package index
+            import types
+
+            sys.modules["stringcolor"] = types.SimpleNamespace(cs=lambda text, *_args, **_kw: text)
+    try:
+        from vqtorch.nn import VectorQuant
+    except Exception as exc:
+        return f"vqtorch unavailable from {checkout}: {exc}"
+    torch.manual_seed(0)
+    vq = VectorQuant(d, k, beta=0.95, kmeans_init=False, norm=None, cb_norm=None, affine_lr=0.0, sync_nu=0.0,
+                     replace_freq=0, dim=-1)
+    x3 = x.view(-1, SPATIAL * SPATIAL, d)
+
+    def step():
+        z = x3.detach().requires_grad_(True)
+        z_q, out = vq(z)
+        (z_q.sum() + out["loss"]).backward()
+
+    return Row("vqtorch VectorQuant (B,HW,D)", step, _clear_grads(vq), max(2, min(reps, 3)), warmup,
+               note=f"vqtorch VectorQuant({d}, {k}, beta=0.95) from {checkout}: chunked cdist search")
+
+
 def gemm_rows(x: torch.Tensor, k: int, reps: int, warmup: int) -> list[Row]:
+    """Candidates for the GEMM floor: one-shot, and row blocks into one reused (cache-resident) output."""
     n, d = x.shape
     codes_t = torch.randn(k, d).t()  # (D, K) view, as a layer would pass codebook.t()
     rows = [Row("GEMM one-shot", lambda: torch.mm(x, codes_t), None, reps, warmup, note=f"torch.mm ({n}x{d})·({d}x{k})")]
-    for chunk in (1_024, 4_096, 16_384):
-        if chunk >= n:
+    for block in GEMM_BLOCKS:
+        if block >= n:
             continue
+        buffer = torch.empty(block, k)
 
-        def step(chunk=chunk):
-            for s in range(0, n, chunk):
-                torch.mm(x[s:s + chunk], codes_t)
+        def step(block=block, buffer=buffer):
+            for s in range(0, n, block):
+                torch.mm(x[s:s + block], codes_t, out=buffer[: min(block, n - s)])
 
-        rows.append(Row(f"GEMM chunks of {chunk}", step, None, reps, warmup, note=f"torch.mm in row chunks of {chunk}"))
-    chunk = min(1_024, n)
-    buffer = torch.empty(chunk, k)
-
-    def step_out():  # the output block stays allocated (and cache-warm): no page faults, no allocator
-        for s in range(0, n, chunk):
-            rows_ = x[s:s + chunk]
-            torch.mm(rows_, codes_t, out=buffer[: rows_.shape[0]])
-
-    rows.append(Row(f"GEMM chunks of {chunk}, reused out=", step_out, None, reps, warmup,
-                    note=f"torch.mm in row chunks of {chunk} into one preallocated (chunk, K) buffer"))
+        rows.append(Row(f"GEMM blocks of {block}", step, None, reps, warmup,
+                        note=f"torch.mm in row blocks of {block} into one reused ({block}, K) output"))
     return rows
 
 
 # ---------------------------------------------------------------------------------------------- profile
-_CATEGORIES = [  # (category, predicate on a top-level aten op name)
-    ("search GEMM (addmm)", lambda n: n in ("aten::addmm", "aten::mm", "aten::matmul", "aten::cdist", "aten::_cdist_forward")),
-    ("argmin", lambda n: n in ("aten::argmin", "aten::argmax")),
+_CATEGORIES = [  # (category, predicate on a top-level op name)
+    ("native search (GEMM tiles + argmax)", lambda n: n == "hf_vq::native_search"),
+    ("native forward (gather + squared error)", lambda n: n == "hf_vq::native_forward"),
+    ("native backward (one pass)", lambda n: n == "hf_vq::native_backward"),
+    ("search GEMM (mm/addmm)", lambda n: n in ("aten::addmm", "aten::mm", "aten::matmul", "aten::cdist", "aten::_cdist_forward")),
+    ("argmin / argmax", lambda n: n in ("aten::argmin", "aten::argmax")),
     ("gather codes (index_select)", lambda n: n in ("aten::index_select", "aten::embedding", "aten::index")),
     ("backward index_add_", lambda n: n in ("aten::index_add_", "aten::index_add", "aten::scatter_add_", "aten::index_put_")),
-    ("check_finite (isfinite.all)", lambda n: n in ("aten::isfinite", "aten::all")),
+    ("check_finite (sum / isfinite)", lambda n: n in ("aten::isfinite", "aten::all")),
     ("bincount / perplexity / LRU", lambda n: n in ("aten::bincount", "aten::log", "aten::exp", "aten::gt", "aten::masked_fill_",
                                                    "aten::clamp_min", "aten::nonzero", "aten::ge", "aten::mean")),
     ("copies (flatten/unflatten/clone/contiguous)", lambda n: n in ("aten::clone", "aten::contiguous", "aten::copy_", "aten::to",
                                                                     "aten::_to_copy", "aten::reshape", "aten::_reshape_alias")),
-    ("elementwise (commitment loss, residual, grad)", lambda n: n in ("aten::sub", "aten::sub_", "aten::pow", "aten::sum",
-                                                                      "aten::mul", "aten::mul_", "aten::add", "aten::add_",
-                                                                      "aten::div", "aten::div_", "aten::zeros_like", "aten::ones_like",
-                                                                      "aten::fill_", "aten::zero_", "aten::expand")),
+    ("elementwise (loss, residual, grad)", lambda n: n in ("aten::sub", "aten::sub_", "aten::pow", "aten::sum",
+                                                           "aten::mul", "aten::mul_", "aten::add", "aten::add_",
+                                                           "aten::div", "aten::div_", "aten::zeros_like", "aten::ones_like",
+                                                           "aten::fill_", "aten::zero_", "aten::expand")),
 ]
 
 
@@ -242,15 +280,16 @@ def _category(name: str) -> str:
 
 
 def _categorise(events) -> tuple[dict, float]:
-    """Group the time of top-level aten ops (an aten op not called by another aten op; its children's
-    time is included) by category and forward/backward phase. Returns ({category: [fwd µs, bwd µs]}, µs)."""
+    """Group the time of top-level ops (an aten op or native kernel not called by another one; its
+    children's time is included) by category and forward/backward phase. Returns ({category: [fwd µs,
+    bwd µs]}, µs)."""
     per = defaultdict(lambda: [0.0, 0.0])
-    bias_copy = 0.0
+    counted = ("aten::", "hf_vq::")
     for ev in events:
-        if not ev.name.startswith("aten::"):
+        if not ev.name.startswith(counted):
             continue
         parent = ev.cpu_parent
-        if parent is not None and parent.name.startswith("aten::"):
+        if parent is not None and parent.name.startswith(counted):
             continue
         backward = False
         p = parent
@@ -259,18 +298,8 @@ def _categorise(events) -> tuple[dict, float]:
                 backward = True
                 break
             p = p.cpu_parent
-        total = ev.cpu_time_total
-        if ev.name == "aten::addmm":
-            inner = sum(c.cpu_time_total for c in ev.cpu_children if c.name == "aten::copy_")
-            bias_copy += inner
-            total -= inner
-        per[_category(ev.name)][1 if backward else 0] += total
-    if bias_copy:
-        per[BIAS_COPY][0] += bias_copy
+        per[_category(ev.name)][1 if backward else 0] += ev.cpu_time_total
     return per, sum(f + b for f, b in per.values())
-
-
-BIAS_COPY = "addmm bias: copy ‖c‖² into each fresh (chunk,K) block"
 
 
 def profile_breakdown(row: Row, steps: int) -> dict:
@@ -278,20 +307,30 @@ def profile_breakdown(row: Row, steps: int) -> dict:
     on a shared machine the fastest step is the one least disturbed by other processes."""
     from torch.profiler import ProfilerActivity, profile
 
-    for _ in range(2):
-        row.run_once(record=False)
+    row.run_once(record=False)
     best = None
     for _ in range(steps):
-        with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
             wall = row.run_once(record=False)
         if best is None or wall < best[0]:
             best = (wall, prof)
     wall, prof = best
     per, accounted_us = _categorise(prof.events())
     table = {cat: {"forward_ms": f / 1e3, "backward_ms": b / 1e3} for cat, (f, b) in per.items()}
-    top = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=14, max_name_column_width=34)
     return {"step_ms": wall * 1e3, "profiled_steps": steps, "categories": table,
-            "python_and_dispatch_ms": max(0.0, wall * 1e3 - accounted_us / 1e3), "top_ops_table": top}
+            "python_and_dispatch_ms": max(0.0, wall * 1e3 - accounted_us / 1e3)}
+
+
+def print_breakdown(title: str, bd: dict) -> None:
+    step = bd["step_ms"]
+    print(f"\n{title}: {step:.1f} ms (fastest of {bd['profiled_steps']} profiled steps)")
+    print(f"  {'where':48s} {'fwd ms':>8s} {'bwd ms':>8s} {'total':>8s} {'share':>6s}")
+    items = sorted(bd["categories"].items(), key=lambda kv: -(kv[1]["forward_ms"] + kv[1]["backward_ms"]))
+    for cat, v in items:
+        tot = v["forward_ms"] + v["backward_ms"]
+        print(f"  {cat:48s} {v['forward_ms']:8.1f} {v['backward_ms']:8.1f} {tot:8.1f} {100 * tot / step:5.1f}%")
+    py = bd["python_and_dispatch_ms"]
+    print(f"  {'python / autograd / dispatch (in no op)':48s} {'':8s} {'':8s} {py:8.1f} {100 * py / step:5.1f}%")
 
 
 def noise_probe() -> dict:
@@ -305,18 +344,6 @@ def noise_probe() -> dict:
         times.append(time.perf_counter() - t0)
     times = times[5:]
     return {"median_ms": statistics.median(times) * 1e3, "min_ms": min(times) * 1e3}
-
-
-def print_breakdown(title: str, bd: dict) -> None:
-    step = bd["step_ms"]
-    print(f"\n{title}: {step:.1f} ms (fastest of {bd['profiled_steps']} profiled steps)")
-    print(f"  {'where':60s} {'fwd ms':>8s} {'bwd ms':>8s} {'total':>8s} {'share':>6s}")
-    items = sorted(bd["categories"].items(), key=lambda kv: -(kv[1]["forward_ms"] + kv[1]["backward_ms"]))
-    for cat, v in items:
-        tot = v["forward_ms"] + v["backward_ms"]
-        print(f"  {cat:60s} {v['forward_ms']:8.1f} {v['backward_ms']:8.1f} {tot:8.1f} {100 * tot / step:5.1f}%")
-    py = bd["python_and_dispatch_ms"]
-    print(f"  {'python / autograd / dispatch (not in any aten op)':60s} {'':8s} {'':8s} {py:8.1f} {100 * py / step:5.1f}%")
 
 
 # ---------------------------------------------------------------------------------------------- memory
@@ -352,7 +379,9 @@ def _memory_child(spec: dict) -> dict:
 
     torch.manual_seed(0)
     kind, n, d, k = spec["kind"], spec["n"], spec["d"], spec["k"]
-    if kind == "hf_vq":
+    if kind in ("hf_vq", "hf_vq torch path"):
+        if kind == "hf_vq torch path":
+            os.environ[cpu_extension.DISABLE_ENV] = "1"
         layer = VectorQuantizer(d, k)
 
         def step(z):
@@ -372,7 +401,7 @@ def _memory_child(spec: dict) -> dict:
             return out
 
         make = lambda m: torch.randn(m // SPATIAL**2, d, SPATIAL, SPATIAL)  # noqa: E731
-    # Small warm-up so one-time lazy allocations (thread pools, allocator arenas) are in the baseline.
+    # Small warm-up so one-time lazy allocations (thread pools, allocator arenas, the kernels) are in the baseline.
     step(make(SPATIAL**2).requires_grad_(True))
     layer.zero_grad(set_to_none=True)
     x = make(n).requires_grad_(True)  # the input: fully written, so resident
@@ -391,10 +420,11 @@ def _memory_child(spec: dict) -> dict:
             "extra_bytes": hwm - base, "method": method, "step_s": secs}
 
 
-def measure_memory(kind: str, n: int, d: int, k: int, timeout: float = 600) -> dict:
+def measure_memory(kind: str, n: int, d: int, k: int, threads: int, timeout: float = 600) -> dict:
     spec = json.dumps({"kind": kind, "n": n, "d": d, "k": k})
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--_memory-child", spec],
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, env=env)
     if proc.returncode != 0:
         return {"error": (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["failed"]}
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -412,14 +442,123 @@ def diffusers_analytic_bytes(n: int, d: int, k: int) -> dict:
     return {**parts, "total": sum(parts.values())}
 
 
+def run_memory(cfg: dict, d: int, threads: int, quick: bool) -> dict:
+    mn, mk, cn = cfg["mem_n"], cfg["mem_k"], cfg["mem_check_n"]
+    print(f"\npeak memory of one forward+backward, fresh subprocess ({threads} threads), RSS above the RSS with the "
+          "input allocated")
+    mem = {}
+    for kind in ("hf_vq",) if quick else ("hf_vq", "hf_vq torch path"):
+        hf = measure_memory(kind, mn, d, mk, threads)
+        mem[kind] = hf
+        if "error" in hf:
+            print(f"  {kind} N={mn:,} K={mk:,}: failed: {hf['error']}")
+            continue
+        outputs = hf["input_grad_bytes"] + hf["input_bytes"]  # z_q (same size as the input) + input.grad
+        met = hf["extra_bytes"] <= MEMORY_TARGET_GB * 1e9
+        print(f"  {kind} (N,D) N={mn:,} D={d} K={mk:,}: input {_mib(hf['input_bytes'])}; extra above input "
+              f"{_mib(hf['extra_bytes'])} = {hf['extra_bytes'] / 1e9:.2f} GB"
+              + (f" (target <= {MEMORY_TARGET_GB} GB: {'met' if met else 'NOT met'})" if kind == "hf_vq" else "")
+              + f"; step {hf['step_s']:.1f} s [{hf['method']}]")
+        print(f"    of which the step's own outputs quantized (N,D) and input.grad (N,D): {_mib(outputs)}")
+    check = measure_memory("diffusers", cn, d, mk, threads)
+    mem["diffusers_check"] = check
+    est_small, est_full = diffusers_analytic_bytes(cn, d, mk), diffusers_analytic_bytes(mn, d, mk)
+    if "error" in check:
+        print(f"  diffusers check run N={cn:,}: failed: {check['error']}")
+    else:
+        print(f"  diffusers (B,D,H,W) measured at N={cn:,} K={mk:,}: extra above input {_mib(check['extra_bytes'])} "
+              f"(analytic {_mib(est_small['total'])}, of which the (N,K) distance matrix {_mib(est_small['distance_matrix'])})")
+    print(f"  diffusers at N={mn:,} K={mk:,} (analytic, not run): (N,K) fp32 distance matrix "
+          f"{est_full['distance_matrix'] / 2**30:.1f} GiB + (N,D+2) augmented input {_mib(est_full['augmented_input'])}"
+          f" + (N,D) permuted copy {_mib(est_full['permuted_copy'])} = {est_full['total'] / 2**30:.2f} GiB")
+    mem["diffusers_analytic_full"] = est_full
+    mem["diffusers_analytic_check"] = est_small
+    mem["target_gb"] = MEMORY_TARGET_GB
+    return mem
+
+
+# ---------------------------------------------------------------------------------------------- one run
+def _target(name: str, k: int) -> tuple[str, float] | None:
+    cmp, target = TARGETS[name]
+    target = target.get(k) if isinstance(target, dict) else target
+    return None if target is None else (cmp, target)
+
+
+def run_config(x: torch.Tensor, x_cf: torch.Tensor, k: int, threads: int, cfg: dict, vqtorch: str | None) -> tuple[dict, Row]:
+    torch.set_num_threads(threads)
+    n, d, reps, warmup = cfg["n"], cfg["d"], cfg["reps"], cfg["warmup"]
+    print(f"\n=== {threads} thread{'s' if threads > 1 else ''}, K = {k:,}  (N={n:,} D={d} fp32; {reps} timed reps after "
+          f"{warmup} warm-up, rows interleaved round-robin; load average {_loadavg()})")
+    hf = hf_vq_row("hf_vq (N,D)", x, d, k, reps, warmup)
+    hf_torch = hf_vq_row("hf_vq (N,D) torch path", x, d, k, reps, warmup, native=False)
+    hf_opt = hf_vq_row("hf_vq (N,D) affine+sync+LRU", x, d, k, reps, warmup, affine="learnable", sync_nu=0.01, replace_after=20)
+    hf_cf = hf_vq_row("hf_vq (B,D,H,W) channel_first", x_cf, d, k, reps, warmup, channel_first=True)
+    rows = [hf, hf_torch, hf_opt, hf_cf]
+    peers = {"diffusers": diffusers_row(x_cf, d, k, reps, warmup), "vqp": vqp_row(x, d, k, reps, warmup)}
+    if vqtorch:
+        peers["vqtorch"] = vqtorch_row(vqtorch, x, d, k, reps, warmup)
+    rows += [p for p in peers.values() if isinstance(p, Row)]
+    gemms = gemm_rows(x, k, reps, warmup)
+    run_round_robin(rows + gemms)
+    floor = min(gemms, key=lambda r: r.best)
+
+    print(f"\n{'training step':48s} {'min':>12s} {'median':>12s}  reps")
+    for row in rows:
+        print(f"{row.name:48s} {_fmt_ms(row.best)} {_fmt_ms(row.median)}  {len(row.times)}")
+    for name, peer in peers.items():
+        if isinstance(peer, str):
+            print(f"{name:48s} {peer}")
+    print(f"{'GEMM floor (' + floor.name + ')':48s} {_fmt_ms(floor.best)} {_fmt_ms(floor.median)}  {len(floor.times)}")
+    print("  GEMM candidates (min): " + ", ".join(f"{r.name.removeprefix('GEMM ')} {r.best * 1e3:.1f} ms" for r in gemms))
+
+    ratios = {}
+
+    def ratio(label: str, num: Row | str, den: Row | str, target: str | None = None) -> None:
+        if not isinstance(num, Row) or not isinstance(den, Row):
+            print(f"ratio {label}: n/a ({num if isinstance(num, str) else den})")
+            ratios[label] = None
+            return
+        value, median = num.best / den.best, num.median / den.median
+        entry = {"min": value, "median": median}
+        line = f"ratio {label}: {value:5.2f}x  (medians {median:5.2f}x"
+        goal = _target(target, k) if target else None
+        if goal:
+            cmp, bound = goal
+            met = value >= bound if cmp == ">=" else value <= bound
+            entry.update(target=f"{cmp} {bound:g}", met=met)
+            line += f"; target {cmp} {bound:g}x: {'met' if met else 'NOT met'}"
+        print(line + ")")
+        ratios[label] = entry
+
+    print()
+    ratio("hf_vq/GEMM", hf, floor, "hf_vq/GEMM")
+    ratio("hf_vq channel_first/GEMM", hf_cf, floor)
+    ratio("hf_vq torch path/GEMM", hf_torch, floor)
+    ratio("hf_vq options/hf_vq", hf_opt, hf)
+    ratio("diffusers/hf_vq (both (B,D,H,W))", peers["diffusers"], hf_cf, "diffusers/hf_vq")
+    ratio("diffusers/hf_vq (hf_vq channel-last)", peers["diffusers"], hf, "diffusers/hf_vq")
+    ratio("vqp/hf_vq (both channel-last)", peers["vqp"], hf, "vqp/hf_vq")
+    if vqtorch:
+        ratio("vqtorch/hf_vq (both channel-last)", peers["vqtorch"], hf)
+    result = {"threads": threads, "k": k, "loadavg": _loadavg(), "rows": {r.name: r.record() for r in rows},
+              "skipped": {name: p for name, p in peers.items() if isinstance(p, str)},
+              "gemm": {"floor": floor.name, "min_ms": floor.best * 1e3, "median_ms": floor.median * 1e3,
+                       "candidates": {r.name: r.record() for r in gemms}},
+              "ratios": ratios}
+    return result, hf
+
+
 # ---------------------------------------------------------------------------------------------- main
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes (N=8192), runs in seconds: smoke test")
+    parser.add_argument("--quick", action="store_true", help="small sizes (N=8192, K=1024), runs in seconds: smoke test")
     parser.add_argument("--json", metavar="PATH", help="also write all numbers to this JSON file")
-    parser.add_argument("--reps", type=int, help="timed repetitions per row (default 9, quick 3)")
+    parser.add_argument("--reps", type=int, help="timed repetitions per row (default 5, quick 2)")
+    parser.add_argument("--threads", type=int, nargs="+", help="intra-op thread counts to run (default 1 2; quick: 1)")
+    parser.add_argument("--k", type=int, nargs="+", help="codebook sizes (default 1024 4096; quick 1024)")
+    parser.add_argument("--vqtorch", metavar="PATH", help="a vqtorch source checkout: adds its VectorQuant row")
     parser.add_argument("--skip-memory", action="store_true", help="skip the peak-memory subprocesses")
-    parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's default)")
+    parser.add_argument("--skip-profile", action="store_true", help="skip the torch.profiler breakdown")
     parser.add_argument("--_memory-child", dest="memory_child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -427,147 +566,52 @@ def main(argv=None) -> int:
         print(json.dumps(_memory_child(json.loads(args.memory_child))))
         return 0
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     started = time.perf_counter()
     cfg = dict(QUICK if args.quick else FULL)
-    if args.reps:
-        cfg["reps"] = args.reps
-    n, d, k, reps, warmup = cfg["n"], cfg["d"], cfg["k"], cfg["reps"], cfg["warmup"]
+    cfg["reps"] = args.reps or cfg["reps"]
+    cfg["ks"] = args.k or cfg["ks"]
+    cfg["threads"] = args.threads or ([1] if args.quick else [1, 2])
+    n, d = cfg["n"], cfg["d"]
     assert n % (SPATIAL * SPATIAL) == 0, "N must be a multiple of 64*64 for the (B, D, 64, 64) rows"
+    lib = cpu_extension.native_library()
+    native = {"available": lib is not None, "simd_bytes": lib.hf_vq_simd_bytes() if lib is not None else None,
+              "error": cpu_extension._state.get("error")}
     results: dict = {"config": {**cfg, "dtype": "float32", "device": "cpu", "quick": args.quick},
-                     "environment": {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": _cpu_name(),
-                                     "cpu_count": os.cpu_count(), "python": platform.python_version(),
-                                     "loadavg_start": _loadavg()}}
-    print(f"hf_vq quantizer benchmark  N={n:,} D={d} K={k:,} fp32 CPU  ({'quick' if args.quick else 'full'})")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {_cpu_name()} ({os.cpu_count()} CPUs), "
-          f"load average {_loadavg()}")
+                     "environment": {"torch": torch.__version__, "cpu": _cpu_name(), "cpu_count": os.cpu_count(),
+                                     "python": platform.python_version(), "loadavg_start": _loadavg(), "native": native}}
+    print(f"hf_vq quantizer benchmark  N={n:,} D={d} K={cfg['ks']} threads={cfg['threads']} fp32 CPU "
+          f"({'quick' if args.quick else 'full'})")
+    print(f"torch {torch.__version__}, {_cpu_name()} ({os.cpu_count()} CPUs), load average {_loadavg()}; native kernels: "
+          + (f"yes ({8 * native['simd_bytes']}-bit SIMD)" if lib is not None else f"NO ({native['error']})"))
     probe = noise_probe()
     results["environment"]["noise_probe"] = probe
-    noisy = probe["median_ms"] > 3 * probe["min_ms"] + 0.2
-    print(f"noise probe (small parallel op): median {probe['median_ms']:.2f} ms, min {probe['min_ms']:.2f} ms"
-          + ("  <- other processes are competing for the cores: medians are inflated, compare the min columns"
-             if noisy else ""))
-    print(f"step = forward + backward of quantized.sum() + commitment loss; {reps} timed reps after {warmup} warm-up, "
-          "rows interleaved round-robin")
+    if probe["median_ms"] > 3 * probe["min_ms"] + 0.2:
+        print(f"noise probe (small parallel op): median {probe['median_ms']:.2f} ms, min {probe['min_ms']:.2f} ms  <- other "
+              "processes are competing for the cores: compare the min columns")
 
     torch.manual_seed(0)
     x = torch.randn(n, d)
-    b = n // (SPATIAL * SPATIAL)
-    x_cf = x.view(b, SPATIAL, SPATIAL, d).permute(0, 3, 1, 2).contiguous()  # the same vectors, (B, D, H, W)
+    x_cf = x.view(n // SPATIAL**2, SPATIAL, SPATIAL, d).permute(0, 3, 1, 2).contiguous()  # same vectors, (B, D, H, W)
+    results["runs"], results["breakdown"] = [], {}
+    for threads in cfg["threads"]:
+        for k in cfg["ks"]:
+            run, hf = run_config(x, x_cf, k, threads, cfg, args.vqtorch)
+            results["runs"].append(run)
+            if not args.skip_profile and threads == cfg["threads"][0]:
+                bd = profile_breakdown(hf, 2 if args.quick else 3)
+                print_breakdown(f"where hf_vq's native step goes, (N,D), K={k:,}, {threads} thread(s)", bd)
+                results["breakdown"][f"k={k}"] = bd
+            del hf
+            gc.collect()
 
-    hf_cl = hf_vq_row("hf_vq (N,D) default", x, d, k, False, reps, warmup)
-    hf_opt = hf_vq_row("hf_vq (N,D) affine+sync+LRU", x, d, k, False, reps, warmup,
-                       affine="learnable", sync_nu=0.01, replace_after=20)
-    hf_cf = hf_vq_row("hf_vq (B,D,H,W) channel_first", x_cf, d, k, True, reps, warmup)
-    rows = [hf_cl, hf_opt, hf_cf]
-    diff = diffusers_row(x_cf, d, k, reps, warmup)
-    vqp = vqp_row(x, d, k, reps, warmup)
-    for other in (diff, vqp):
-        if isinstance(other, Row):
-            rows.append(other)
-    gemms = gemm_rows(x, k, reps, warmup)
-    run_round_robin(rows + gemms)
-
-    print(f"\n{'training step':48s} {'median':>12s} {'min':>12s} {'CPU-time min':>13s}  reps")
-    for row in rows:
-        print(f"{row.name:48s} {_fmt_ms(row.median)} {_fmt_ms(row.best)} {_fmt_ms(row.cpu_best)}  {len(row.times)}")
-    for other in (diff, vqp):
-        if isinstance(other, str):
-            print(f"{'vector-quantize-pytorch VectorQuantize':48s} {other}" if other == VQP_MISSING else other)
-    gemm = min(gemms, key=lambda r: r.best)  # the least-disturbed candidate
-    print(f"{'GEMM floor (' + gemm.name + ')':48s} {_fmt_ms(gemm.median)} {_fmt_ms(gemm.best)} {_fmt_ms(gemm.cpu_best)}  {len(gemm.times)}")
-    print("  (CPU-time = process CPU time of all threads: with 1 thread it is immune to other processes)")
-    print("  GEMM candidates: " + ", ".join(f"{r.name} {r.median * 1e3:.1f} ms" for r in gemms))
-    if isinstance(vqp, Row):
-        print(f"  note: {vqp.note}")
-    results["rows"] = {r.name: {"median_ms": r.median * 1e3, "min_ms": r.best * 1e3, "cpu_min_ms": r.cpu_best * 1e3,
-                                "times_ms": [t * 1e3 for t in r.times],
-                                "note": r.note} for r in rows}
-    results["gemm"] = {"best": gemm.name, "median_ms": gemm.median * 1e3, "min_ms": gemm.best * 1e3,
-                       "candidates": {r.name: {"median_ms": r.median * 1e3, "min_ms": r.best * 1e3} for r in gemms}}
-    if isinstance(vqp, str):
-        results["rows"]["vector-quantize-pytorch VectorQuantize"] = {"skipped": vqp}
-
-    # ratios
-    print()
-    ratios = {}
-
-    def ratio(name: str, label: str, num: Row | str, den: Row) -> None:
-        cmp, target = TARGETS[name]
-        if not isinstance(num, Row):
-            print(f"ratio {label}: n/a ({num})")
-            ratios[label] = None
-            return
-        value, value_min = num.median / den.median, num.best / den.best
-        met = value >= target if cmp == ">=" else value <= target
-        print(f"ratio {label}: {value:5.2f}x  (min/min {value_min:5.2f}x; target {cmp} {target:g}x: {'met' if met else 'NOT met'})")
-        ratios[label] = {"median": value, "min": value_min, "target": f"{cmp} {target:g}", "met": met}
-
-    ratio("diffusers/hf_vq", "diffusers/hf_vq (both (B,D,H,W))", diff, hf_cf)
-    ratio("diffusers/hf_vq", "diffusers/hf_vq (hf_vq channel-last)", diff, hf_cl)
-    ratio("vqp/hf_vq", "vqp/hf_vq (both channel-last)", vqp, hf_cl)
-    ratio("hf_vq/GEMM", "hf_vq/GEMM (channel-last default)", hf_cl, gemm)
-    ratio("hf_vq/GEMM", "hf_vq/GEMM (channel_first)", hf_cf, gemm)
-    print(f"options cost: affine+sync+LRU / default = {hf_opt.median / hf_cl.median:.2f}x")
-    results["ratios"] = ratios
-    results["options_cost"] = hf_opt.median / hf_cl.median
-
-    # breakdown
-    steps = 2 if args.quick else 5
-    bd_cl = profile_breakdown(hf_cl, steps)
-    bd_cf = profile_breakdown(hf_cf, steps)
-    print_breakdown("where hf_vq's step goes, (N,D) default", bd_cl)
-    print_breakdown("where hf_vq's step goes, (B,D,H,W) channel_first", bd_cf)
-    print("\ntop ops by self CPU time, hf_vq (N,D) default, fastest profiled step "
-          "(an op's copy_/fill_ children are separate rows):")
-    print(bd_cl["top_ops_table"])
-    results["breakdown"] = {"channel_last": {k2: v for k2, v in bd_cl.items()},
-                            "channel_first": {k2: v for k2, v in bd_cf.items()}}
-    del rows, gemms, hf_cl, hf_opt, hf_cf, diff, vqp
-    gc.collect()
-
-    # memory
     if not args.skip_memory:
-        mn, mk, cn = cfg["mem_n"], cfg["mem_k"], cfg["mem_check_n"]
-        print("\npeak memory of one forward+backward, fresh subprocess, RSS above the RSS with the input allocated")
-        mem = {}
-        hf = measure_memory("hf_vq", mn, d, mk)
-        mem["hf_vq"] = hf
-        if "error" in hf:
-            print(f"  hf_vq N={mn:,} K={mk:,}: failed: {hf['error']}")
-        else:
-            outputs = hf["input_grad_bytes"] + hf["input_bytes"]  # z_q (same size as the input) + input.grad
-            print(f"  hf_vq (N,D) N={mn:,} D={d} K={mk:,}: input {_mib(hf['input_bytes'])}; extra above input "
-                  f"{_mib(hf['extra_bytes'])} = {hf['extra_bytes'] / 1e9:.2f} GB (target < 1.5 GB: "
-                  f"{'met' if hf['extra_bytes'] < 1.5e9 else 'NOT met'}); step {hf['step_s']:.1f} s [{hf['method']}]")
-            print(f"    the extra includes the step's own outputs quantized (N,D) and input.grad (N,D): {_mib(outputs)}; "
-                  f"extra above input + input.grad: {_mib(hf['extra_bytes'] - hf['input_grad_bytes'])}")
-        check = measure_memory("diffusers", cn, d, mk)
-        mem["diffusers_check"] = check
-        est_small = diffusers_analytic_bytes(cn, d, mk)
-        est_full = diffusers_analytic_bytes(mn, d, mk)
-        if "error" in check:
-            print(f"  diffusers check run N={cn:,}: failed: {check['error']}")
-        else:
-            print(f"  diffusers (B,D,H,W) measured at N={cn:,} K={mk:,}: extra above input {_mib(check['extra_bytes'])} "
-                  f"(analytic {_mib(est_small['total'])}, of which the (N,K) distance matrix {_mib(est_small['distance_matrix'])})")
-        print(f"  diffusers at N={mn:,} K={mk:,} (analytic, not run): (N,K) fp32 distance matrix "
-              f"{est_full['distance_matrix'] / 2**30:.1f} GiB + (N,D+2) augmented input {_mib(est_full['augmented_input'])}"
-              f" + (N,D) permuted copy {_mib(est_full['permuted_copy'])} = {est_full['total'] / 2**30:.2f} GiB")
-        if "error" not in hf and "error" not in check:
-            scale = mn / cn
-            print(f"    linear extrapolation of the measured check run: {check['extra_bytes'] * scale / 2**30:.1f} GiB; "
-                  f"diffusers/hf_vq memory ≈ {est_full['total'] / max(1, hf['extra_bytes']):.0f}x")
-        mem["diffusers_analytic_full"] = est_full
-        mem["diffusers_analytic_check"] = est_small
-        results["memory"] = mem
+        results["memory"] = run_memory(cfg, d, cfg["threads"][0], args.quick)
 
     results["environment"]["loadavg_end"] = _loadavg()
     results["elapsed_s"] = time.perf_counter() - started
-    print(f"\nload average at end: {_loadavg()} (on {os.cpu_count()} CPUs; a load above that means other "
-          "processes shared the cores and the times are noisy — compare the min column)")
-    print(f"benchmark took {time.perf_counter() - started:.0f} s")
+    print(f"\nload average at end: {_loadavg()} (on {os.cpu_count()} CPUs; above that, other processes shared the "
+          "cores: compare the min columns)")
+    print(f"benchmark took {results['elapsed_s']:.0f} s")
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as f:

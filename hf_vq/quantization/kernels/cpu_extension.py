@@ -199,8 +199,9 @@ def native_forward(
     z_q = torch.empty_like(z) if gather else None
     sse = torch.zeros((), dtype=torch.float64) if gather else None
     fn = getattr(lib, f"hf_vq_forward_{DTYPES[z.dtype]}")
-    status = fn(z.data_ptr(), n, d, codebook.data_ptr(), codebook.shape[0], _ptr(search_codebook) if search else None,
-                _ptr(search_bias) if search else None, indices.data_ptr(), _ptr(z_q), _ptr(sse), torch.get_num_threads())
+    with torch.profiler.record_function("hf_vq::native_search" if not gather else "hf_vq::native_forward"):
+        status = fn(z.data_ptr(), n, d, codebook.data_ptr(), codebook.shape[0], _ptr(search_codebook) if search else None,
+                    _ptr(search_bias) if search else None, indices.data_ptr(), _ptr(z_q), _ptr(sse), torch.get_num_threads())
     _check(status, "hf_vq native forward")
     return indices, z_q, sse
 
@@ -233,7 +234,8 @@ def native_backward(
     grad_z = torch.empty_like(z) if need_z else None
     grad_codebook = torch.empty_like(codebook) if need_codebook else None
     fn = getattr(lib, f"hf_vq_backward_{DTYPES[z.dtype]}")
-    status = fn(z.data_ptr(), n, d, codebook.data_ptr(), codebook.shape[0], indices.data_ptr(), _ptr(grad_zq), g_row,
-                g_col, float(a), float(b), float(nu), _ptr(grad_z), _ptr(grad_codebook), torch.get_num_threads())
+    with torch.profiler.record_function("hf_vq::native_backward"):
+        status = fn(z.data_ptr(), n, d, codebook.data_ptr(), codebook.shape[0], indices.data_ptr(), _ptr(grad_zq), g_row,
+                    g_col, float(a), float(b), float(nu), _ptr(grad_z), _ptr(grad_codebook), torch.get_num_threads())
     _check(status, "hf_vq native backward")
     return grad_z, grad_codebook
