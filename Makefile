@@ -32,7 +32,8 @@ demo: install
 	$(VENV)/bin/accelerate launch --num_processes 1 --cpu training/train_vqvae.py --config configs/demo_vqvae.yaml
 
 bench: install
-	$(PY) benchmarks/quantizer.py
+	$(PY) benchmarks/quantizer.py --json benchmarks/results/quantizer.json
+	$(PY) benchmarks/speed_table.py benchmarks/results/quantizer.json
 
 reproduce: install
 	$(PY) training/reproduce.py

@@ -487,8 +487,9 @@ def _target(name: str, k: int) -> tuple[str, float] | None:
 def run_config(x: torch.Tensor, x_cf: torch.Tensor, k: int, threads: int, cfg: dict, vqtorch: str | None) -> tuple[dict, Row]:
     torch.set_num_threads(threads)
     n, d, reps, warmup = cfg["n"], cfg["d"], cfg["reps"], cfg["warmup"]
+    load_start = _loadavg()
     print(f"\n=== {threads} thread{'s' if threads > 1 else ''}, K = {k:,}  (N={n:,} D={d} fp32; {reps} timed reps after "
-          f"{warmup} warm-up, rows interleaved round-robin; load average {_loadavg()})")
+          f"{warmup} warm-up, rows interleaved round-robin; load average {load_start})")
     hf = hf_vq_row("hf_vq (N,D)", x, d, k, reps, warmup)
     hf_torch = hf_vq_row("hf_vq (N,D) torch path", x, d, k, reps, warmup, native=False)
     hf_opt = hf_vq_row("hf_vq (N,D) affine+sync+LRU", x, d, k, reps, warmup, affine="learnable", sync_nu=0.01, replace_after=20)
@@ -540,7 +541,8 @@ def run_config(x: torch.Tensor, x_cf: torch.Tensor, k: int, threads: int, cfg: d
     ratio("vqp/hf_vq (both channel-last)", peers["vqp"], hf, "vqp/hf_vq")
     if vqtorch:
         ratio("vqtorch/hf_vq (both channel-last)", peers["vqtorch"], hf)
-    result = {"threads": threads, "k": k, "loadavg": _loadavg(), "rows": {r.name: r.record() for r in rows},
+    result = {"threads": threads, "k": k, "loadavg_start": load_start, "loadavg_end": _loadavg(),
+              "rows": {r.name: r.record() for r in rows},
               "skipped": {name: p for name, p in peers.items() if isinstance(p, str)},
               "gemm": {"floor": floor.name, "min_ms": floor.best * 1e3, "median_ms": floor.median * 1e3,
                        "candidates": {r.name: r.record() for r in gemms}},

@@ -48,18 +48,22 @@ def render(results: dict) -> str:
         f"at the end. N = {cfg['n']:,}, D = {cfg['d']}, fp32, one training step (forward + backward); each row's fastest "
         f"of {cfg['reps']} repetitions interleaved with all the others in one process.",
         "",
-        "| threads | K | hf_vq step | GEMM floor | hf_vq / floor | torch path / floor | diffusers / hf_vq ¹ | vector-quantize-pytorch / hf_vq |",
-        "|---|---|---|---|---|---|---|---|",
+        "| threads | K | load ² | hf_vq step | GEMM floor | hf_vq / floor | torch path / floor | diffusers / hf_vq ¹ "
+        "| vector-quantize-pytorch / hf_vq |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for run in results["runs"]:
         rows, ratios = run["rows"], run["ratios"]
         lines.append(
-            f"| {run['threads']} | {run['k']:,} | {_ms(rows['hf_vq (N,D)']['min_ms'])} | {_ms(run['gemm']['min_ms'])} "
+            f"| {run['threads']} | {run['k']:,} | {run['loadavg_start'][0]:.1f} → {run['loadavg_end'][0]:.1f} "
+            f"| {_ms(rows['hf_vq (N,D)']['min_ms'])} "
+            f"| {_ms(run['gemm']['min_ms'])} "
             f"({run['gemm']['floor'].removeprefix('GEMM ')}) | {_ratio(ratios.get('hf_vq/GEMM'))} "
             f"| {_ratio(ratios.get('hf_vq torch path/GEMM'))} | {_ratio(ratios.get('diffusers/hf_vq (both (B,D,H,W))'))} "
             f"| {_ratio(ratios.get('vqp/hf_vq (both channel-last)'))} |"
         )
-    lines += ["", "¹ both on (B, D, H, W) input, hf_vq with `channel_first=True`."]
+    lines += ["", "¹ both on (B, D, H, W) input, hf_vq with `channel_first=True`. ² 1-minute load average at the start "
+                  f"and end of the row's runs, on {env['cpu_count']} CPUs: above that, other processes shared the cores."]
     memory = results.get("memory", {}).get("hf_vq")
     if memory and "error" not in memory:
         target = results["memory"].get("target_gb")

@@ -69,7 +69,7 @@ def test_readme_speed_table_is_generated_from_the_json(quick_run, tmp_path):
     run = results["runs"][0]
     assert results["environment"]["cpu"] in rendered  # the machine, the load and the thread count are named
     assert f"{results['environment']['loadavg_start'][0]:.1f}" in rendered
-    assert f"| {run['threads']} | {run['k']:,} |" in rendered
+    assert f"| {run['threads']} | {run['k']:,} | {run['loadavg_start'][0]:.1f} → {run['loadavg_end'][0]:.1f} |" in rendered
     assert f"{run['ratios']['hf_vq/GEMM']['min']:.2f}×" in rendered
     # regenerating is idempotent; a README without the markers is refused
     assert table.replace_between_markers(text, table.render(results)) == text
