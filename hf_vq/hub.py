@@ -203,7 +203,7 @@ def _module_settings(vq: Any) -> dict:
     settings = {key: getattr(vq, key) for key in (
         "codebook_size", "dim", "distance", "commitment_weight", "beta", "sync_nu", "replace_after",
         "kmeans_init", "codebook_update") if hasattr(vq, key)}
-    settings["affine"] = getattr(vq, "affine_mode", None)
+    settings["affine"] = vq.options.affine
     if settings["affine"] is not None:
         settings["affine_groups"] = getattr(vq, "affine_groups", 1)
         lr_scale = getattr(getattr(vq, "affine", None), "lr_scale", None)

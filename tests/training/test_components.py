@@ -99,7 +99,7 @@ def test_schedules_and_alternating_optimizer():
             s.step()
     assert lrs[2] == {"lr": pytest.approx(1e-3), "codebook_lr": pytest.approx(5e-3)}  # peak after warmup
     assert lrs[1]["lr"] == pytest.approx(5e-4) and lrs[-1]["lr"] < 1e-4  # linear warmup, cosine decay
-    assert model.quantizer._inner is opt.alternating
+    assert model.quantizer.alternating is opt.alternating
     assert set(opt.checkpoint_objects()) == {"scheduler", "alternating", "codebook_scheduler"}
 
 
