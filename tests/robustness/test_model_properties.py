@@ -156,7 +156,7 @@ def _assert_indices(indices, shape, codebook_size) -> None:
 def _assert_quantizer_stats(out, codebook_size, vectors) -> None:
     assert torch.isfinite(out.quantizer_loss) and torch.isfinite(out.commitment_loss)
     assert 1.0 - 1e-4 <= float(out.perplexity) <= min(codebook_size, vectors) + 1e-3, float(out.perplexity)
-    assert 0.0 < float(out.codebook_usage) <= min(codebook_size, vectors) / codebook_size + 1e-6
+    assert 0.0 < float(out.active_codes) <= min(codebook_size, vectors) / codebook_size + 1e-6
 
 
 def _round_trip(model, model_class, **load_kwargs):
