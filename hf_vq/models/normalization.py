@@ -42,14 +42,12 @@ class ChannelLayerNorm(nn.Module):
 
 
 def build_pre_quant_norm(kind: str, dim: int, channel_first: bool, eps: float, num_groups: int | None = None) -> nn.Module:
-    """The module applied to z_e before the quantizer: `"none"` → identity; `"layernorm"` → over the D features
-    of each vector (token or latent position); `"groupnorm"` → channel-first only, over `num_groups` groups of
-    channels and all positions of each sample, as diffusers' GroupNorms."""
-    check_pre_quant_norm(kind, PRE_QUANT_NORMS)
-    if kind == "none":
-        return nn.Identity()
+    """The module applied to z_e before the quantizer, for a `kind` the model config has checked: `"none"` →
+    identity; `"layernorm"` → over the D features of each vector (token or latent position); `"groupnorm"`
+    (channel-first latents) → over `num_groups` groups of channels and all positions of each sample, as
+    diffusers' GroupNorms."""
     if kind == "layernorm":
         return ChannelLayerNorm(dim, eps) if channel_first else nn.LayerNorm(dim, eps=eps, elementwise_affine=False)
-    if not channel_first:
-        raise ValueError("pre_quant_norm='groupnorm' needs channel-first latents (B, D, *spatial)")
-    return nn.GroupNorm(num_groups, dim, eps=eps, affine=False)
+    if kind == "groupnorm":
+        return nn.GroupNorm(num_groups, dim, eps=eps, affine=False)
+    return nn.Identity()

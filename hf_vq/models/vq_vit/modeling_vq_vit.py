@@ -99,7 +99,8 @@ class VQViTImageClassifierOutput(DeprecatedCodebookUsage, ModelOutput):
 
 
 class VQViTPreTrainedModel(QuantizerCheckpointMixin, RemoteCodeModelMixin, PreTrainedModel):
-    """Shared by the VQ-ViT models: a `ViTModel` trunk `self.vit` and a `VectorQuantizer` `self.quantizer`."""
+    """Shared by the VQ-ViT models: a `ViTModel` trunk `self.vit`, the `self.pre_quant_norm` module (identity by
+    default) and a `VectorQuantizer` `self.quantizer`."""
 
     config: VQViTConfig
     config_class = VQViTConfig
