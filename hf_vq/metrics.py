@@ -12,7 +12,9 @@ from .quantization.metrics import (
     gradient_gap,
     perplexity,
     quantization_error,
+    recorded_inputs,
 )
 
 __all__ = ["active_code_ratio", "active_codes", "affine_statistics", "code_histogram", "codes_in_reach",
-           "collapse_diagnostics", "divergence", "effective_rank", "gradient_gap", "perplexity", "quantization_error"]
+           "collapse_diagnostics", "divergence", "effective_rank", "gradient_gap", "perplexity", "quantization_error",
+           "recorded_inputs"]

@@ -3,7 +3,7 @@
 
     python training/reproduce.py                 # full run (< 60 min on 2 CPU cores) → docs/
     python training/reproduce.py --smoke         # ~2 min: 1 seed, a few steps, every row, toys → a temp dir
-    python training/reproduce.py --only table3   # parts: toys, table3, gap, table2, table1 (comma-separated)
+    python training/reproduce.py --only table3   # parts: toys, table3, nu; with --only also gap, table2, table1, diag
     python training/reproduce.py --out DIR       # write DIR/results.md and DIR/figures/
     python training/reproduce.py --render-only   # re-render DIR/results.md from DIR/figures/raw_runs.jsonl
 
@@ -37,8 +37,8 @@ import yaml  # noqa: E402
 from hf_vq.experiments import ablations as A  # noqa: E402
 from hf_vq.experiments import report as R  # noqa: E402
 
-PARTS = ("toys", "table3", "gap", "table2", "table1")
-EXTRA_PARTS = ("diag",)  # only with --only
+PARTS = ("toys", "table3", "nu")
+EXTRA_PARTS = ("gap", "table2", "table1", "diag")  # only with --only
 
 
 def deep_merge(base: dict, over: dict) -> dict:
@@ -66,6 +66,11 @@ def build_requests(cfg: dict, parts) -> list[tuple[dict, str, str]]:
             for name, variant, *_ in A.TABLE3_ROWS:
                 req.append((A.make_spec(cfg, table="table3", row=name, dataset="patches", task="vqvae",
                                         variant=variant, seed=seed), "table3", name))
+    if "nu" in parts and "patches" in cfg["datasets"]:
+        for seed in seeds:
+            for name, variant in A.NU_ROWS:
+                req.append((A.make_spec(cfg, table="nu", row=name, dataset="patches", task="vqvae", variant=variant,
+                                        seed=seed), "nu", name))
     if "gap" in parts:
         for name, variant in A.GAP_ROWS:
             req.append((A.make_spec(cfg, table="gap", row=name, dataset="patches", task="vqvae", variant=variant,
@@ -90,8 +95,9 @@ def build_requests(cfg: dict, parts) -> list[tuple[dict, str, str]]:
         for dataset in [d for d in cfg["datasets"] if d != "patches"]:
             for seed in seeds:
                 for name, variant, *_ in A.TABLE3_ROWS:
-                    req.append((A.make_spec(cfg, table="table3", row=name, dataset=dataset, task="vqvae",
-                                            variant=variant, seed=seed), "table3", name))
+                    if name in A.TABLE3_SECOND_DATASET:
+                        req.append((A.make_spec(cfg, table="table3", row=name, dataset=dataset, task="vqvae",
+                                                variant=variant, seed=seed), "table3", name))
     return req
 
 

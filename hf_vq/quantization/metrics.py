@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import torch
 from torch import nn
@@ -126,3 +126,33 @@ def gradient_gap(
             g_hat = torch.zeros_like(g) if g_hat is None else g_hat
             gap += float((g.float() - g_hat.float()).pow(2).sum())
     return gap
+
+
+class _Recorded:
+    """Inputs recorded by `recorded_inputs`, as (N, D) fp32 rows on the CPU."""
+
+    def __init__(self, vq: VectorQuantizer, max_vectors: int):
+        self.vq, self.max_vectors, self.rows, self.count = vq, max_vectors, [], 0
+
+    def __call__(self, module, args) -> None:
+        if self.count >= self.max_vectors:
+            return
+        z = args[0].detach()
+        z = (z.movedim(1, -1) if self.vq.channel_first else z).reshape(-1, self.vq.dim)[: self.max_vectors - self.count]
+        self.rows.append(z.float().cpu())
+        self.count += z.shape[0]
+
+    def vectors(self) -> torch.Tensor:
+        return torch.cat(self.rows) if self.rows else torch.zeros(0, self.vq.dim)
+
+
+@contextlib.contextmanager
+def recorded_inputs(vq: VectorQuantizer, max_vectors: int = 16384) -> Iterator[_Recorded]:
+    """Record the first `max_vectors` input vectors z_e of `vq`'s forward calls made inside the block
+    (e.g. an evaluation loop), for `collapse_diagnostics(vq, recorded.vectors())`."""
+    recorder = _Recorded(vq, max_vectors)
+    handle = vq.register_forward_pre_hook(recorder)
+    try:
+        yield recorder
+    finally:
+        handle.remove()
