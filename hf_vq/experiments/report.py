@@ -205,10 +205,9 @@ def render(results: list[dict], ctx: dict) -> str:
          f"- Seeds: {cfg['seeds']} (Table 3 and Table 2 and Table 1: mean ± sample std over these seeds; the "
          "gradient-gap curves: seed 0). A seed fixes model init, batch order and every per-step RNG "
          "(`hf_vq.training.step.seed_step`).",
-         "- Training loop: `hf_vq.training.optim.build_optimizers` (AdamW, codebook without weight decay, linear "
-         "warmup + cosine, `AlternatingOptimizer` for alternated), `hf_vq.training.step.train_step` and "
-         "`hf_vq.training.evaluate.evaluate`, driven in-process by `hf_vq/experiments/ablations.py` with a "
-         "minimal stand-in for the Accelerate object (one process needs no gather/accumulation).",
+         "- Training loop: `hf_vq.training.train`, the loop of the training scripts (AdamW, codebook without weight "
+         "decay, linear warmup + cosine, `AlternatingOptimizer` for alternated; one LRU step per optimizer step), "
+         "run in-process by `hf_vq/experiments/ablations.py` with a real Accelerate `Accelerator` on one CPU process.",
          f"- VQ-VAE (Table 3, gradient gap): diffusers Encoder/Decoder, block_out_channels {v['model']['block_out_channels']}, "
          f"{v['model']['layers_per_block']} layer per block, 8×8 latents of D={v['model']['latent_channels']}, "
          f"K={v['quantizer']['codebook_size']} codes, α={v['quantizer']['commitment_weight']} (= the paper's α=5 "
