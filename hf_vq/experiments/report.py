@@ -352,7 +352,7 @@ def plot_toys(out_dir: Path) -> tuple[list[str], list[str]]:
               "Figure 10 (512 embeddings ~ 𝒩(0, 0.5 I), 128 codes ~ 𝒩((−1, −1), 0.3 I), 20 codebook-only SGD steps, lr 0.1):",
               "", "| codebook | codes that moved % | active codes after % | divergence after |", "|---|---|---|---|"]
     for name, r in rows:
-        lines.append(f"| {name} | {100 * r['moved_fraction']:.1f} | {100 * r['active_fraction']:.1f} | {r['divergence']:.4f} |")
+        lines.append(f"| {name} | {100 * r['moved_fraction']:.1f} | {100 * r['active_codes']:.1f} | {r['divergence']:.4f} |")
     lines += ["", "![Figure 10 toy](figures/figure10_toy.png)"]
     return lines, ["figure3_toy.png", "figure10_toy.png"]
 

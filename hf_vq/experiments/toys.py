@@ -74,7 +74,7 @@ def path_summary(path: torch.Tensor, target=(0.0, 0.0), tol: float = 0.05) -> di
 
 def figure10(affine: str | None, steps: int = 20, lr: float = 0.1, seed: int = 0) -> dict:
     """Codebook-only updates toward fixed embeddings (A.9). Returns the initial and final codebooks, the
-    embeddings, the share of codes that moved, and the active-code ratio and divergence D(P, C) after."""
+    embeddings, the share of codes that moved, and the active codes (share of K) and divergence D(P, C) after."""
     g = torch.Generator().manual_seed(seed)
     z = math.sqrt(0.5) * torch.randn(512, 2, generator=g)
     codes = torch.tensor([-1.0, -1.0]) + math.sqrt(0.3) * torch.randn(128, 2, generator=g)
@@ -97,6 +97,6 @@ def figure10(affine: str | None, steps: int = 20, lr: float = 0.1, seed: int = 0
         "codebook_before": before,
         "codebook_after": after,
         "moved_fraction": float(moved.float().mean()),
-        "active_fraction": float(out.usage),
+        "active_codes": float(out.usage),
         "divergence": float(out.commitment),
     }
