@@ -1,4 +1,4 @@
-"""Datasets and data loaders for the training scripts, checked before any training starts.
+"""Datasets and data loaders for the training loop, checked before any training starts.
 
 `prepare_data` loads the configured source through `hf_vq.data.load_image_dataset` and turns every problem a
 run would otherwise hit minutes in (a missing column, an empty split, images of another size than the model

@@ -55,16 +55,15 @@ def train(cfg: RunConfig, task: Task, *, data: PreparedData | None = None, callb
     callback = callback or Callback()
     # ------------------------------------------------------------------------------------------------ setup
     accelerator = make_accelerator(cfg)
-    with exit_on_config_error():  # every bad input stops here, before any training
-        resume_from = preflight(cfg) if save else None
-        model_config = build_model_config(task.config_class, cfg.model)
-        if data is None:
-            with accelerator.main_process_first():  # the main process builds offline datasets once
-                data = prepare_data(cfg.data, image_size=model_config.image_size,
-                                    num_channels=model_config.num_channels, need_labels=task.labels, seed=cfg.seed)
-        if task.labels:
-            model_config = build_model_config(task.config_class, cfg.model, id2label=dict(enumerate(data.class_names)),
-                                              label2id={name: i for i, name in enumerate(data.class_names)})
+    resume_from = preflight(cfg) if save else None  # every bad input raises a ConfigError here, before training
+    model_config = build_model_config(task.config_class, cfg.model)
+    if data is None:
+        with accelerator.main_process_first():  # the main process builds offline datasets once
+            data = prepare_data(cfg.data, image_size=model_config.image_size, num_channels=model_config.num_channels,
+                                need_labels=task.labels, seed=cfg.seed)
+    if task.labels:
+        model_config = build_model_config(task.config_class, cfg.model, id2label=dict(enumerate(data.class_names)),
+                                          label2id={name: i for i, name in enumerate(data.class_names)})
     out_dir = Path(cfg.output_dir)
     if save and accelerator.is_main_process:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -121,8 +120,8 @@ def train(cfg: RunConfig, task: Task, *, data: PreparedData | None = None, callb
                 log.eval(step, evaluate(model, test_dl, accelerator, task, data.mean, data.std))
             if cfg.checkpoint.save_every and step % cfg.checkpoint.save_every == 0:
                 done = i + 1 == len(train_dl)
-                position = {"epoch": epoch + done, "batch_in_epoch": 0 if done else i + 1}
-                save_checkpoint(accelerator, out_dir, step, position, cfg.checkpoint.keep_last, config=cfg.to_dict(),
+                resume_at = {"epoch": epoch + done, "batch_in_epoch": 0 if done else i + 1}
+                save_checkpoint(accelerator, out_dir, step, resume_at, cfg.checkpoint.keep_last, config=cfg.to_dict(),
                                 extra_state=opt.checkpoint_objects())
             if step >= total_steps or stop:
                 break
@@ -153,9 +152,11 @@ def train(cfg: RunConfig, task: Task, *, data: PreparedData | None = None, callb
 
 
 def main(task: Task, defaults: dict, argv: list[str] | None = None) -> TrainResult:
-    """A training script: the config from `argv` (default: the command line) over `defaults`, then `train`."""
-    return train(load_config(argv, task=task.name, model_config_class=task.config_class, defaults=defaults,
-                             script=task.script), task)
+    """A training script: the config from `argv` (default: the command line) over `defaults`, then `train`; a
+    bad input ends the run with `error: <message>` and exit status 2."""
+    cfg = load_config(argv, task=task.name, model_config_class=task.config_class, defaults=defaults, script=task.script)
+    with exit_on_config_error():
+        return train(cfg, task)
 
 
 __all__ = ["Callback", "TrainResult", "main", "train"]
