@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..quantization import find_quantizers
 from ..metrics import gradient_gap
+from ..quantization import find_quantizers
 from ..training import TASKS, Callback, PreparedData, train
 from ..training.config import EvalConfig, LoggingConfig, RunConfig, TrainConfig
 
