@@ -134,6 +134,7 @@ def main(argv=None) -> int:
         p.error(f"--only: unknown part(s) {bad}; choose among {PARTS + EXTRA_PARTS}")
     workers = args.workers or cfg.get("workers", 2)
     torch.set_num_threads(1)
+    os.environ.setdefault("ACCELERATE_USE_CPU", "true")  # a CPU reproduction, GPU or not (workers inherit it)
     t0 = time.time()
 
     command = "python training/reproduce.py" + ("" if argv is None and len(sys.argv) == 1 else " " + " ".join(

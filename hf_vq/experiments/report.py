@@ -164,12 +164,12 @@ def render(results: list[dict], ctx: dict) -> str:
          f"- Hardware/budget: {ctx.get('hardware', '2 shared CPU cores')}; the whole reproduction is sized to fit one "
          "60-minute run: two single-threaded runs at a time in a spawn `ProcessPoolExecutor(2)`, each run in-process "
          "(no per-run interpreter start-up).",
-         f"- Seeds: {cfg['seeds']} (every table: mean ± sample std over these seeds; the gradient-gap curves: seed 0). A seed fixes model init, batch order and every per-step RNG "
+         f"- Seeds: {cfg['seeds']} (every table: mean ± sample std over these seeds; the gradient-gap curves: seed 0). "
+         "A seed fixes model init, batch order and every per-step RNG "
          "(`hf_vq.training.step.seed_step`).",
-         "- Training loop: `hf_vq.training.optim.build_optimizers` (AdamW, codebook without weight decay, linear "
-         "warmup + cosine, `AlternatingOptimizer` for alternated), `hf_vq.training.step.train_step` and "
-         "`hf_vq.training.evaluate.evaluate`, driven in-process by `hf_vq/experiments/ablations.py` with a "
-         "minimal stand-in for the Accelerate object (one process needs no gather/accumulation).",
+         "- Training loop: `hf_vq.training.train`, the loop of the training scripts (AdamW, codebook without weight "
+         "decay, linear warmup + cosine, `AlternatingOptimizer` for alternated; one LRU step per optimizer step), "
+         "run in-process by `hf_vq/experiments/ablations.py` with a real Accelerate `Accelerator` on one CPU process.",
          f"- VQ-VAE (Table 3, gradient gap): diffusers Encoder/Decoder, block_out_channels {v['model']['block_out_channels']}, "
          f"{v['model']['layers_per_block']} layer per block, 8×8 latents of D={v['model']['latent_channels']}, "
          f"K={v['quantizer']['codebook_size']} codes, α={v['quantizer']['commitment_weight']} (the paper's, on the "
@@ -332,7 +332,7 @@ def plot_toys(out_dir: Path) -> tuple[list[str], list[str]]:
             ax.scatter(z[:, 0], z[:, 1], s=4, c="lightgray", label="embeddings")
             ax.scatter(b[:, 0], b[:, 1], s=8, c="tab:red", alpha=0.4, label="codes before")
             ax.scatter(a[:, 0], a[:, 1], s=8, c="tab:blue", label="codes after 20 steps")
-            ax.set_title(f"{embedding} z_e, {name}: {100 * r['active_fraction']:.0f}% codes active")
+            ax.set_title(f"{embedding} z_e, {name}: {100 * r['active_codes']:.0f}% codes active")
             ax.legend(fontsize=7)
     fig.savefig(out_dir / "figure10_toy.png", dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -341,7 +341,7 @@ def plot_toys(out_dir: Path) -> tuple[list[str], list[str]]:
               "through (1, 1) — 128 codes ~ 𝒩((−1, −1), 0.3 I), 20 codebook-only SGD steps, lr 0.1):",
               "", "| embedding | codebook | codes that moved % | active codes after % | divergence after |", "|---|---|---|---|---|"]
     for embedding, name, r in rows:
-        lines.append(f"| {embedding} | {name} | {100 * r['moved_fraction']:.1f} | {100 * r['active_fraction']:.1f} | "
+        lines.append(f"| {embedding} | {name} | {100 * r['moved_fraction']:.1f} | {100 * r['active_codes']:.1f} | "
                      f"{r['divergence']:.4f} |")
     lines += ["", "![Figure 10 toy](figures/figure10_toy.png)"]
     return lines, ["figure3_toy.png", "figure10_toy.png"]

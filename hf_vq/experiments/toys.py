@@ -75,7 +75,7 @@ def path_summary(path: torch.Tensor, target=(0.0, 0.0), tol: float = 0.05) -> di
 def figure10(affine: str | None, steps: int = 20, lr: float = 0.1, seed: int = 0, embedding: str = "isotropic",
              covariance: str = "diagonal") -> dict:
     """Codebook-only updates toward fixed embeddings (A.9). Returns the initial and final codebooks, the
-    embeddings, the share of codes that moved, and the active-code ratio and divergence D(P, C) after.
+    embeddings, the share of codes that moved, and the active codes (share of K) and divergence D(P, C) after.
 
     embedding: "isotropic" (the figure's 𝒩(0, 0.5·I)) or "rank1" (the same mean and total variance on the
     line through (1, 1), as z_e of a collapsed conv encoder); covariance: the affine's "diagonal" or "full"."""
@@ -105,6 +105,6 @@ def figure10(affine: str | None, steps: int = 20, lr: float = 0.1, seed: int = 0
         "codebook_before": before,
         "codebook_after": after,
         "moved_fraction": float(moved.float().mean()),
-        "active_fraction": float(out.active_codes),
+        "active_codes": float(out.active_codes),
         "divergence": float(out.commitment),
     }
