@@ -14,13 +14,18 @@ import torch  # noqa: E402
 
 
 def training_curves(records: list[dict], path: str | os.PathLike, task_metric: str | None = None) -> Path:
-    """Loss, perplexity and active codes over optimizer steps (train batches and test-split evals), plus the
-    task metric when given."""
+    """Loss, perplexity and active codes over optimizer steps (train batches and test-split evals), the task
+    metric when given, and the collapse diagnostics the evals recorded (z_e rank, codes in reach, affine scale)."""
     train = [r for r in records if r.get("kind") == "train"]
     evals = [r for r in records if r.get("kind") == "eval"]
     panels = {"loss": "loss", "perplexity": "perplexity", "active_codes": "active codes (fraction of K)"}
     if task_metric:
         panels[task_metric] = task_metric
+    # collapse diagnostics of the test-split evals (hf_vq.metrics.collapse_diagnostics)
+    for key, title in (("ze_effective_rank", "z_e effective rank"), ("codes_in_reach", "codes in reach (fraction of K)"),
+                       ("affine_scale_mean", "affine scale (mean)")):
+        if any(key in r for r in evals):
+            panels[key] = title
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4))
     for ax, (key, title) in zip(axes, panels.items()):
         for kind, rows, style in (("train (batch)", train, dict(lw=1, color="C0")),

@@ -55,7 +55,7 @@ def train_step(accelerator, model: nn.Module, batch: dict, optimizers: Optimizer
 
 # model output field -> log name, for every task (a task adds its own: Task.train_scalars)
 SCALARS = {"loss": "loss", "commitment_loss": "commitment", "perplexity": "perplexity",
-           "codebook_usage": "active_codes"}
+           "active_codes": "active_codes"}
 
 
 def step_scalars(output, task_scalars: dict | None = None) -> dict:
