@@ -36,7 +36,13 @@ from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 __all__ = ["render_model_card", "push_to_hub", "save_model_card", "find_template", "CITATION", "PICKLE_SUFFIXES"]
 
-TEMPLATE_NAMES = ("vq_vit", "vq_vae")
+# What each bundled template describes: its Hub task (pipeline tag), its model tag, and whether the model is a
+# classifier (num_labels listed; AutoModelForImageClassification in the loading snippet).
+_TEMPLATE_KINDS = {
+    "vq_vit": {"task": "image-classification", "tag": "vq-vit", "classifier": True},
+    "vq_vae": {"task": "image-to-image", "tag": "vq-vae", "classifier": False},
+}
+TEMPLATE_NAMES = tuple(_TEMPLATE_KINDS)
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 PLOTS_DIR = "plots"
 
@@ -203,7 +209,7 @@ def _module_settings(vq: Any) -> dict:
     settings = {key: getattr(vq, key) for key in (
         "codebook_size", "dim", "distance", "commitment_weight", "beta", "sync_nu", "replace_after",
         "kmeans_init", "codebook_update") if hasattr(vq, key)}
-    settings["affine"] = getattr(vq, "affine_mode", None)
+    settings["affine"] = vq.options.affine
     if settings["affine"] is not None:
         settings["affine_groups"] = getattr(vq, "affine_groups", 1)
         lr_scale = getattr(getattr(vq, "affine", None), "lr_scale", None)
@@ -350,17 +356,12 @@ def render_model_card(
     else:
         kind = str(template)
     template_path = find_template(template if template is not None else kind)
-    is_vit = kind == "vq_vit"
+    task, classifier = _TEMPLATE_KINDS[kind]["task"], _TEMPLATE_KINDS[kind]["classifier"]
 
     config = getattr(model, "config", None)
     class_name = type(model).__name__
     library = _library(model)
-    if is_vit:
-        task = "image-classification"
-        auto_class = "AutoModelForImageClassification" if "ImageClassification" in class_name else "AutoModel"
-    else:
-        task = "image-to-image"
-        auto_class = "AutoModel"
+    auto_class = "AutoModelForImageClassification" if classifier and "ImageClassification" in class_name else "AutoModel"
 
     training = {k: v for k, v in _as_dict(training_args, "training_args").items() if not _SECRET.search(str(k))}
     settings, quantizer_modules = _quantizer_settings(model, quantizer_settings)
@@ -370,7 +371,7 @@ def render_model_card(
     card_data = ModelCardData(
         library_name=library,
         license=license,
-        tags=["hf_vq", "vector-quantization", "vq-vit" if is_vit else "vq-vae", task, *tags],
+        tags=["hf_vq", "vector-quantization", _TEMPLATE_KINDS[kind]["tag"], task, *tags],
         datasets=[dataset_id] if dataset_id else None,
         metrics=[row["key"] for row in eval_rows] or None,
         pipeline_tag=task,
@@ -388,7 +389,7 @@ def render_model_card(
     architecture_rows = []
     for key in _ARCHITECTURE_KEYS:
         value = _config_get(config, key)
-        if value is not None and not (key == "num_labels" and not is_vit):
+        if value is not None and (key != "num_labels" or classifier):
             architecture_rows.append({"name": key, "value": _fmt(value)})
     parameters = getattr(model, "parameters", None)
     num_parameters = sum(p.numel() for p in parameters()) if callable(parameters) else None

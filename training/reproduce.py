@@ -3,7 +3,7 @@
 
     python training/reproduce.py                 # full run (< 60 min on 2 CPU cores) → docs/
     python training/reproduce.py --smoke         # ~2 min: 1 seed, a few steps, every row, toys → a temp dir
-    python training/reproduce.py --only table3   # parts: toys, table3, gap, table2, table1 (comma-separated)
+    python training/reproduce.py --only table3   # parts: toys, table3, nu; with --only also gap, table2, table1, diag
     python training/reproduce.py --out DIR       # write DIR/results.md and DIR/figures/
     python training/reproduce.py --render-only   # re-render DIR/results.md from DIR/figures/raw_runs.jsonl
 
@@ -37,8 +37,8 @@ import yaml  # noqa: E402
 from hf_vq.experiments import ablations as A  # noqa: E402
 from hf_vq.experiments import report as R  # noqa: E402
 
-PARTS = ("toys", "table3", "gap", "table2", "table1")
-EXTRA_PARTS = ("diag",)  # only with --only
+PARTS = ("toys", "table3", "nu")
+EXTRA_PARTS = ("gap", "table2", "table1", "diag")  # only with --only
 
 
 def deep_merge(base: dict, over: dict) -> dict:
@@ -57,15 +57,28 @@ def load_config(path: Path) -> dict:
 
 
 def build_requests(cfg: dict, parts) -> list[tuple[dict, str, str]]:
-    """(spec, table, row) in priority order: Table 3 on the patches (the targets), gradient gap, Table 2,
-    Table 1, Table 3 on Fashion-MNIST."""
+    """(spec, table, row) in priority order, so that a reproduction cut short still answers the targets: the
+    Table 3 rows run on both datasets (the targets), then the ν sweep, then the other Table 3 rows (colour
+    patches), then the opt-in parts (gradient gap, Table 2, Table 1, diagnostics)."""
     req = []
     seeds = cfg["seeds"]
-    if "table3" in parts and "patches" in cfg["datasets"]:
+
+    def table3(rows, datasets):
+        for dataset in datasets:
+            for seed in seeds:
+                for name, variant, *_ in rows:
+                    req.append((A.make_spec(cfg, table="table3", row=name, dataset=dataset, task="vqvae",
+                                            variant=variant, seed=seed), "table3", name))
+
+    if "table3" in parts:
+        table3([r for r in A.TABLE3_ROWS if r[0] in A.TABLE3_SECOND_DATASET], cfg["datasets"])
+    if "nu" in parts and "patches" in cfg["datasets"]:
         for seed in seeds:
-            for name, variant, *_ in A.TABLE3_ROWS:
-                req.append((A.make_spec(cfg, table="table3", row=name, dataset="patches", task="vqvae",
-                                        variant=variant, seed=seed), "table3", name))
+            for name, variant in A.NU_ROWS:
+                req.append((A.make_spec(cfg, table="nu", row=name, dataset="patches", task="vqvae", variant=variant,
+                                        seed=seed), "nu", name))
+    if "table3" in parts and "patches" in cfg["datasets"]:
+        table3([r for r in A.TABLE3_ROWS if r[0] not in A.TABLE3_SECOND_DATASET], ["patches"])
     if "gap" in parts:
         for name, variant in A.GAP_ROWS:
             req.append((A.make_spec(cfg, table="gap", row=name, dataset="patches", task="vqvae", variant=variant,
@@ -86,12 +99,6 @@ def build_requests(cfg: dict, parts) -> list[tuple[dict, str, str]]:
             for name, variant, overrides in A.DIAG_ROWS:
                 req.append((A.make_spec(cfg, table="diag", row=name, dataset="patches", task="vqvae", variant=variant,
                                         seed=seed, overrides=overrides), "diag", name))
-    if "table3" in parts:
-        for dataset in [d for d in cfg["datasets"] if d != "patches"]:
-            for seed in seeds:
-                for name, variant, *_ in A.TABLE3_ROWS:
-                    req.append((A.make_spec(cfg, table="table3", row=name, dataset=dataset, task="vqvae",
-                                            variant=variant, seed=seed), "table3", name))
     return req
 
 
@@ -128,6 +135,7 @@ def main(argv=None) -> int:
         p.error(f"--only: unknown part(s) {bad}; choose among {PARTS + EXTRA_PARTS}")
     workers = args.workers or cfg.get("workers", 2)
     torch.set_num_threads(1)
+    os.environ.setdefault("ACCELERATE_USE_CPU", "true")  # a CPU reproduction, GPU or not (workers inherit it)
     t0 = time.time()
 
     command = "python training/reproduce.py" + ("" if argv is None and len(sys.argv) == 1 else " " + " ".join(

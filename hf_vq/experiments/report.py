@@ -12,76 +12,14 @@ import math
 import statistics
 from pathlib import Path
 
-from .ablations import DIAG_ROWS, TABLE1_ROWS, TABLE2_ROWS, TABLE3_ROWS
+from .ablations import DIAG_ROWS, NU_ROWS, TABLE1_ROWS, TABLE2_ROWS, TABLE3_ROWS, TABLE3_SECOND_DATASET
 
 DATASET_NAMES = {"patches": "offline colour photo patches (32×32 RGB, 3,383 train / 476 test)",
                  "fashion_mnist": "Fashion-MNIST (28×28 grey padded to 32×32; 60,000 train / 2,000-image fixed test subset)"}
 
 # Hand-written discussion, written after looking at the measured numbers of the full run of
 # configs/reproduce/full.yaml (re-render keeps it; numbers quoted here are from that run's tables).
-NOTES: dict[str, str] = {
-    "general": """**Scale and budget.** The paper trains for 90 epochs on GPUs; our whole reproduction (95 distinct training
-runs + 8 diagnostic runs) had to fit one hour on 2 CPU cores, so a VQ-VAE run is 160 steps of batch 32 (≈1.5 epochs
-of the colour patches, ~70–100 s) and a VQ-ViT run 250 steps of batch 64 (≈0.27 epoch of Fashion-MNIST, ~35–85 s).
-All models are far from converged; the numbers measure the *early-training* behaviour of each technique. The two
-cores were shared with other engineers' jobs during the run (load average 4–5), so wall times are about 2× what
-the same run takes on two free cores. Nothing was tuned per row: baseline and variants share every setting.""",
-    "table3": """**Targets (colour patches) and what we found.**
-
-- *Perplexity ≥ 10× (met, ~11×), but through LRU replacement only.* Every row with `replace` ends with ~100 % of
-  the codes active and perplexity 110–130; every row without it collapses to ~20 % active codes and perplexity
-  7–15 (the baseline falls from 20 at step 0 to ~10 by the end of the 16-step warmup and stays there; see the
-  training curves in `figures/raw_runs.jsonl`). Affine, OPT (sync + alternated), l2 and eq-12 stochastic sampling
-  do not prevent this early collapse at our scale.
-- *MSE ≥ 2× (missed: 1.04× for the full combination with l2; the best row, + Affine + OPT + replace, is 1.38×).*
-  Two reasons, both measured: (i) **on the patches l2 (cosine) distance raises MSE in every combination** (+ l2 12.9 vs 10.9,
-  + l2 + replace 11.4 vs 8.2, full 10.5 vs 7.9 without l2), the opposite of the paper, which reports l2 as the
-  largest single gain; our hypothesis (not verified) is that the decoder, fed unit-norm codes, needs longer than
-  160 steps to adapt. (ii) **Reconstruction is limited by training length, not by the codebook**: doubling the
-  steps (diagnostics below, seed 0) halves the MSE of baseline (10.9 → 5.2) and full combination (9.6 → 4.3) alike;
-  the seed-0 ratio grows only from 1.14× to 1.22×. The extra bits of the larger active codebook (log2 117 vs log2 10.5
-  per latent) are not yet exploited by a decoder this under-trained. The paper's MSE gains are after 90 epochs.
-- *Affine alone raises perplexity (missed: 7.2 ± 4.3 vs 10.5 ± 2.0, large seed variance).* What the affine does
-  do: it cuts the training commitment term (the divergence between z_e and the codes, §3.1) about 2.5× against the
-  baseline (final training loss 0.84 vs 2.19 at seed 0, of which the MSE part is ~0.04), so the codebook follows
-  the embedding distribution as intended; but within 160 steps that does not revive the codes that died during
-  warmup. Diagnostics (seed 0): with K-means init the affine is again below the baseline (20.1 vs 25.7); with 2×
-  steps slightly above (13.1 vs 11.1); the EMA moment-matching affine of A.12 is above (14.0 vs 12.5) and lowers
-  the MSE (8.9 vs 10.9). So the direction of the paper's effect appears with longer training or the EMA affine,
-  but it is small and within seed noise at our scale.
-- *Hyper-parameter checks (A.1, A.4, A.5, α).* Warmup is on for every row (10 % of the steps, linear, then cosine;
-  A.4). Batch size is not the cause (A.5, eq 29): 32 images × 64 latents = 2,048 vectors per step against
-  K = 256 codes, so a code is selected at least once per batch with probability 1 − (1 − 1/256)^2048 ≈ 0.9997 under
-  uniform use; collapse here is not sparse selection. α = 0.3125 is the paper's α = 5 converted to our
-  d = ½‖·‖² summed over D = 32 (5·2/D); α/5 changes little (baseline 11.3 / 10.8, full 9.7 / 143, seed 0).
-  K-means init lifts the baseline (9.2 MSE, 25.7 ppl) but does not change the picture.
-- *Stochastic sampling (eq 12, τ 1 → 0.01 geometric)* is worse than the baseline in MSE (13.5) and does not
-  prevent collapse (11.6 ppl); the paper's SQVAE row uses the full SQ-VAE model with its ELBO and entropy terms and
-  much longer training, which we do not reproduce (only the sampling rule of eq 12 is implemented).
-- *Fashion-MNIST* (same settings): the same picture. Replacement dominates perplexity (17 → 132–163), the full
-  combination lowers MSE 1.10× and raises perplexity 9.4×; the affine alone raises perplexity only within noise
-  (18.3 ± 1.1 vs 17.4 ± 4.4); l2 alone raises perplexity (38 vs 17) and leaves MSE unchanged (15.5 vs 15.8), but
-  adds MSE when combined with replace (14.6 vs 13.7; 14.3 vs 13.4).""",
-    "table2": """**Notes.** Accuracies (~50 %) are those of 0.27 epoch of training through a 256-code bottleneck that
-quantizes every token, so they are far below an unquantized ViT. What reproduces: `replace` raises perplexity
-~9× (13 → 118) and `all` likewise; sync and alternated give the best accuracies (+1.6 and +1.1 points over the
-baseline, seed std ≤ 0.9 points; small but consistent with Table 2 of the paper). What does not: the learnable affine *lowers* accuracy markedly here
-(40.6 ± 4.5 vs 52.2 ± 0.5) while raising perplexity only slightly (15.6 vs 13.3), and replace / all do not improve
-accuracy at this training length (50.2, 47.6 ± 6.3). We did not tune the affine lr scale (10, as in Table 6) for
-this small model; the paper notes ViT without replacement is "extremely finicky" (A.1).""",
-    "table1": """**Notes.** The paper's main Table 1 effect reproduces: with a Kaiming-normal codebook the plain quantizer
-collapses (8.6 % active codes vs 63 % with K-means init) and loses accuracy (35.3 vs 52.2 %), and LRU replacement
-restores 100 % active codes and most of the accuracy under both inits (47.1 % Kaiming, 50.2 % K-means).
-Eq-12 stochastic sampling (τ 1 → 0.01, geometric) helps usage a little with Kaiming init (15.6 vs 8.6 %, as in the
-paper: 16.3 vs 6.8) but hurts accuracy in both inits at our training length, and with K-means init it *reduces*
-usage (33.7 %) — our τ schedule was not tuned; the paper notes that annealing too fast collapses the model (A.1).
-The learnable affine alone does not prevent the collapse from a Kaiming init (4.9 % active).""",
-    "gap": """**Notes.** Both runs start from the same weights, so the first point is equal. The gap is not monotone: it
-rises through warmup as the encoder output drifts away from the (collapsed) codebook, peaks around step 64 and
-falls with the cosine decay of the learning rate. Alternated optimization gives a lower gap over most of the run
-(mean 3.6 vs 4.4; lower at 6 of the 9 measurements from step 32 on) but the same gap at the end; one seed only, so this
-is an indication in the direction of A.3, not a measurement of its size.""",
-}
+NOTES: dict[str, str] = {}
 
 
 def _values(results, **where) -> list[dict]:
@@ -111,37 +49,60 @@ def _diverged(runs) -> str:
     return f" ({d} diverged)" if d else ""
 
 
+def table3_rows(dataset: str) -> list[tuple]:
+    return [row for row in TABLE3_ROWS if dataset == "patches" or row[0] in TABLE3_SECOND_DATASET]
+
+
 def table3(results, dataset: str) -> tuple[list[str], dict]:
-    lines = ["| Method | paper MSE (1e-3) | paper ppl | ours MSE (1e-3, [0,1] pixels) | ours ppl | ours active codes % | seeds |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| Method | paper MSE (1e-3) | paper ppl | ours MSE (1e-3, [0,1] pixels) | ours ppl | ours active codes % | "
+             "z_e effective rank (of D) | codes in reach % | seeds |", "|---|---|---|---|---|---|---|---|---|"]
     stats = {}
-    for name, _, p_mse, p_ppl in TABLE3_ROWS:
+    for name, _, p_mse, p_ppl in table3_rows(dataset):
         runs = _values(results, table="table3", row=name, dataset=dataset)
         mse, ppl, act = _stat(runs, "mse01", 1e3), _stat(runs, "perplexity"), _stat(runs, "active_codes", 100)
+        rank, reach = _stat(runs, "ze_effective_rank"), _stat(runs, "codes_in_reach", 100)
         stats[name] = (mse, ppl)
         seeds = ",".join(str(r["seed"]) for r in sorted(runs, key=lambda r: r["seed"])) or "—"
-        lines.append(f"| {name} | {p_mse:.2f} | {p_ppl:.1f} | {_fmt(mse)} | {_fmt(ppl, 1)} | {_fmt(act, 1)} | {seeds}{_diverged(runs)} |")
+        paper = (f"{p_mse:.2f}", f"{p_ppl:.1f}") if p_mse is not None else ("—", "—")
+        lines.append(f"| {name} | {paper[0]} | {paper[1]} | {_fmt(mse)} | {_fmt(ppl, 1)} | {_fmt(act, 1)} | "
+                     f"{_fmt(rank, 1)} | {_fmt(reach, 1)} | {seeds}{_diverged(runs)} |")
     return lines, stats
 
 
+def _beyond_noise(a, b) -> bool:
+    """a's mean above b's by more than the sum of their seed stds."""
+    return a[0] - b[0] > a[1] + b[1]
+
+
 def table3_targets(stats: dict) -> list[str]:
-    base, full, aff = stats.get("VQVAE"), stats.get(TABLE3_ROWS[-1][0]), stats.get("+ Affine")
+    """The issue's targets: + affine raises perplexity beyond seed noise with pre-quant normalization or the
+    full-covariance affine; the full combination lowers test MSE ≥ 2×."""
     out = []
-    if base and full and base[0] and full[0] and base[1] and full[1]:
-        mse_ratio = base[0][0] / full[0][0]
-        ppl_ratio = full[1][0] / base[1][0]
-        out.append(f"- Full combination vs baseline: test MSE lowered {mse_ratio:.2f}× (target ≥ 2×: "
-                   f"**{'met' if mse_ratio >= 2 else 'missed'}**), perplexity raised {ppl_ratio:.1f}× "
-                   f"(target ≥ 10×: **{'met' if ppl_ratio >= 10 else 'missed'}**).")
-    else:
-        out.append("- Full combination vs baseline: pending.")
-    if base and aff and base[1] and aff[1]:
-        ok = aff[1][0] > base[1][0]
-        out.append(f"- Affine alone vs baseline perplexity: {aff[1][0]:.1f} vs {base[1][0]:.1f} (target: higher: "
-                   f"**{'met' if ok else 'missed'}**).")
-    else:
-        out.append("- Affine alone vs baseline perplexity: pending.")
-    return out
+    pairs = [("+ Affine", "VQVAE"), ("+ Affine, LN before VQ", "VQVAE, LN before VQ"),
+             ("+ full Affine (learnable W)", "VQVAE"), ("+ full Affine (EMA, Σ_e^½Σ_c^−½)", "VQVAE")]
+    for row, base in pairs:
+        a, b = stats.get(row), stats.get(base)
+        if a and b and a[1] and b[1]:
+            out.append(f"- {row} vs {base}: perplexity {a[1][0]:.1f} ± {a[1][1]:.1f} vs {b[1][0]:.1f} ± {b[1][1]:.1f} "
+                       f"(higher beyond seed noise: **{'yes' if _beyond_noise(a[1], b[1]) else 'no'}**).")
+    base = stats.get("VQVAE")
+    for row in ("+ Affine + OPT + replace", "+ Affine + OPT + replace, LN before VQ", "+ full Affine (EMA) + OPT + replace"):
+        full = stats.get(row)
+        if base and full and base[0] and full[0]:
+            ratio = base[0][0] / full[0][0]
+            out.append(f"- {row} vs VQVAE: test MSE lowered {ratio:.2f}× (target ≥ 2×: **{'met' if ratio >= 2 else 'missed'}**), "
+                       f"perplexity raised {full[1][0] / base[1][0]:.1f}×.")
+    return out or ["- pending."]
+
+
+def nu_lines(results) -> list[str]:
+    lines = ["| ν | ours MSE (1e-3, [0,1] pixels) | ours ppl | ours active codes % | seeds |", "|---|---|---|---|---|"]
+    for name, _ in NU_ROWS:
+        runs = _values(results, table="nu", row=name)
+        seeds = ",".join(str(r["seed"]) for r in sorted(runs, key=lambda r: r["seed"])) or "—"
+        lines.append(f"| {name} | {_fmt(_stat(runs, 'mse01', 1e3))} | {_fmt(_stat(runs, 'perplexity'), 1)} | "
+                     f"{_fmt(_stat(runs, 'active_codes', 100), 1)} | {seeds}{_diverged(runs)} |")
+    return lines
 
 
 def table2(results) -> list[str]:
@@ -198,25 +159,28 @@ def render(results: list[dict], ctx: dict) -> str:
          f"Status: **{ctx['status']}**. {ctx.get('timing', '')}", "",
          "## How this was run", "",
          f"- Command: `{ctx['command']}` (config `{ctx['config_path']}`; the smoke version is "
-         "`python training/reproduce.py --smoke`, parts with `--only table3|table2|table1|gap|toys`).",
+         "`python training/reproduce.py --smoke`, parts with `--only toys|table3|nu`; the ViT tables and the gradient "
+         "gap with `--only table2|table1|gap`).",
          f"- Hardware/budget: {ctx.get('hardware', '2 shared CPU cores')}; the whole reproduction is sized to fit one "
          "60-minute run: two single-threaded runs at a time in a spawn `ProcessPoolExecutor(2)`, each run in-process "
          "(no per-run interpreter start-up).",
-         f"- Seeds: {cfg['seeds']} (Table 3 and Table 2 and Table 1: mean ± sample std over these seeds; the "
-         "gradient-gap curves: seed 0). A seed fixes model init, batch order and every per-step RNG "
+         f"- Seeds: {cfg['seeds']} (every table: mean ± sample std over these seeds; the gradient-gap curves: seed 0). "
+         "A seed fixes model init, batch order and every per-step RNG "
          "(`hf_vq.training.step.seed_step`).",
-         "- Training loop: `hf_vq.training.optim.build_optimizers` (AdamW, codebook without weight decay, linear "
-         "warmup + cosine, `AlternatingOptimizer` for alternated), `hf_vq.training.step.train_step` and "
-         "`hf_vq.training.evaluate.evaluate`, driven in-process by `hf_vq/experiments/ablations.py` with a "
-         "minimal stand-in for the Accelerate object (one process needs no gather/accumulation).",
+         "- Training loop: `hf_vq.training.train`, the loop of the training scripts (AdamW, codebook without weight "
+         "decay, linear warmup + cosine, `AlternatingOptimizer` for alternated; one LRU step per optimizer step), "
+         "run in-process by `hf_vq/experiments/ablations.py` with a real Accelerate `Accelerator` on one CPU process.",
          f"- VQ-VAE (Table 3, gradient gap): diffusers Encoder/Decoder, block_out_channels {v['model']['block_out_channels']}, "
          f"{v['model']['layers_per_block']} layer per block, 8×8 latents of D={v['model']['latent_channels']}, "
-         f"K={v['quantizer']['codebook_size']} codes, α={v['quantizer']['commitment_weight']} (= the paper's α=5 "
-         f"converted from an element-wise mean to our d=½‖·‖² summed over D: 5·2/D), β={v['quantizer']['beta']}, "
+         f"K={v['quantizer']['codebook_size']} codes, α={v['quantizer']['commitment_weight']} (the paper's, on the "
+         f"element-wise MSE, A.1), β={v['quantizer']['beta']}, "
          f"batch {v['train']['batch_size']}, {v['train']['max_steps']} steps, lr {v['train']['lr']} with "
          f"{v['train']['warmup_steps']} warmup steps then cosine, weight decay {v['train']['weight_decay']}, "
          f"AdamW betas {v['train']['betas']}. Codebook init: Kaiming normal (layer default) for every row. "
-         f"Variants: affine = learnable, lr scale {v['affine_lr_scale']}; OPT = sync ν={v['sync_nu']} + alternated "
+         f"Variants: affine = learnable, lr scale {v['affine_lr_scale']}; LN before VQ = `pre_quant_norm: layernorm` "
+         "(a LayerNorm without learnable gain over the D channels of each latent, A.1's \"explicit normalization "
+         "layer\"); full Affine = `affine_covariance: full` (W = I + s·Θ learnable, or W = Σ_e^½Σ_c^−½ from EMA "
+         f"statistics); OPT = sync ν={v['sync_nu']} + alternated "
          f"(k=1 fused inner step, Adam at the same lr); replace = LRU after {v['replace_after']} idle steps; l2 = "
          f"cosine distance; stochastic = eq 12 sampling with τ annealed geometrically {v['stochastic_tau'][0]} → "
          f"{v['stochastic_tau'][1]} (deterministic at test). MSE is reported in [0, 1] pixel units ×1e-3 "
@@ -224,7 +188,7 @@ def render(results: list[dict], ctx: dict) -> str:
          f"- VQ-ViT (Tables 1, 2): Fashion-MNIST 28×28, patch {t['model']['patch_size']}, hidden {t['model']['hidden_size']}, "
          f"{t['model']['num_hidden_layers']} blocks, {t['model']['num_attention_heads']} heads, MLP {t['model']['intermediate_size']}, "
          f"quantizer after block {t['model']['quantizer_layer']} (all 50 tokens incl. [CLS]), K={t['quantizer']['codebook_size']}, "
-         f"α={t['quantizer']['commitment_weight']} (5·2/D), β={t['quantizer']['beta']}, batch {t['train']['batch_size']}, "
+         f"α={t['quantizer']['commitment_weight']}, β={t['quantizer']['beta']}, batch {t['train']['batch_size']}, "
          f"{t['train']['max_steps']} steps, lr {t['train']['lr']}, {t['train']['warmup_steps']} warmup steps + cosine, "
          f"weight decay {t['train']['weight_decay']}; accuracy on the full 10,000-image test split. "
          "Table 2: K-means init for every row (as in the paper). The same hyper-parameters for baseline and variants; "
@@ -263,6 +227,21 @@ def render(results: list[dict], ctx: dict) -> str:
         L += [""]
         if NOTES.get("diag"):
             L += [NOTES["diag"], ""]
+
+    L += ["## ν under alternated optimization (colour patches)", "",
+          "+ Affine + OPT with ν = 0, 0.01 (Table 6's value) and 1; everything else as in Table 3. Since 0.2 the "
+          "sync term ν·g joins the commitment gradient in the inner codebook step (alternating.py).", ""]
+    L += nu_lines(results) + [""]
+    if NOTES.get("nu"):
+        L += [NOTES["nu"], ""]
+
+    vit_and_gap = bool(_values(results, table="table2") or _values(results, table="table1") or _values(results, table="gap"))
+    if not vit_and_gap:
+        L += ["## Tables 1, 2 and the gradient gap", "", NOTES.get("not_rerun", "Not part of this run (`--only table2,table1,gap`)."), ""]
+        L += ["## Figure 3 and Figure 10 toys", ""] + (ctx.get("toys") or ["pending"]) + [""]
+        if NOTES.get("toys"):
+            L += [NOTES["toys"], ""]
+        return "\n".join(L) + "\n"
 
     L += ["## Table 2 — classification with a VQ-ViT (Fashion-MNIST)", "",
           "Paper: ViT-Tiny on ImageNet100. Ours: the small VQ-ViT above; every row K-means initialised.", ""]
@@ -336,24 +315,34 @@ def plot_toys(out_dir: Path) -> tuple[list[str], list[str]]:
         s = path_summary(paths[method])
         lines.append(f"| {method} | {s['path_length']:.3f} | {s['final_distance']:.4f} | {s['steps_to_target']} |")
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 5), sharex=True, sharey=True)
+    variants = [("standard", None, "diagonal"), ("learnable affine", "learnable", "diagonal"),
+                ("learnable full affine", "learnable", "full"), ("EMA affine", "ema", "diagonal"),
+                ("EMA full affine", "ema", "full")]
+    shown = ("standard", "learnable affine", "EMA full affine")
+    fig, axes = plt.subplots(2, len(shown), figsize=(5 * len(shown), 10), sharex=True, sharey=True)
     rows = []
-    for ax, affine in zip(axes, (None, "learnable")):
-        r = figure10(affine)
-        z, b, a = r["embeddings"].numpy(), r["codebook_before"].numpy(), r["codebook_after"].numpy()
-        ax.scatter(z[:, 0], z[:, 1], s=4, c="lightgray", label="embeddings")
-        ax.scatter(b[:, 0], b[:, 1], s=8, c="tab:red", alpha=0.4, label="codes before")
-        ax.scatter(a[:, 0], a[:, 1], s=8, c="tab:blue", label="codes after 20 steps")
-        ax.set_title(f"{'standard' if affine is None else 'affine'}: {100 * r['moved_fraction']:.0f}% of codes moved")
-        ax.legend(fontsize=7)
-        rows.append((affine or "standard", r))
+    for row, embedding in enumerate(("isotropic", "rank1")):
+        for name, affine, covariance in variants:
+            r = figure10(affine, embedding=embedding, covariance=covariance)
+            rows.append((embedding, name, r))
+            if name not in shown:
+                continue
+            ax = axes[row][shown.index(name)]
+            z, b, a = r["embeddings"].numpy(), r["codebook_before"].numpy(), r["codebook_after"].numpy()
+            ax.scatter(z[:, 0], z[:, 1], s=4, c="lightgray", label="embeddings")
+            ax.scatter(b[:, 0], b[:, 1], s=8, c="tab:red", alpha=0.4, label="codes before")
+            ax.scatter(a[:, 0], a[:, 1], s=8, c="tab:blue", label="codes after 20 steps")
+            ax.set_title(f"{embedding} z_e, {name}: {100 * r['active_codes']:.0f}% codes active")
+            ax.legend(fontsize=7)
     fig.savefig(out_dir / "figure10_toy.png", dpi=110, bbox_inches="tight")
     plt.close(fig)
     lines += ["", "![Figure 3 toy](figures/figure3_toy.png)", "",
-              "Figure 10 (512 embeddings ~ 𝒩(0, 0.5 I), 128 codes ~ 𝒩((−1, −1), 0.3 I), 20 codebook-only SGD steps, lr 0.1):",
-              "", "| codebook | codes that moved % | active codes after % | divergence after |", "|---|---|---|---|"]
-    for name, r in rows:
-        lines.append(f"| {name} | {100 * r['moved_fraction']:.1f} | {100 * r['active_fraction']:.1f} | {r['divergence']:.4f} |")
+              "Figure 10 (512 embeddings ~ 𝒩(0, 0.5 I) — or, *rank1*, the same mean and total variance on the line "
+              "through (1, 1) — 128 codes ~ 𝒩((−1, −1), 0.3 I), 20 codebook-only SGD steps, lr 0.1):",
+              "", "| embedding | codebook | codes that moved % | active codes after % | divergence after |", "|---|---|---|---|---|"]
+    for embedding, name, r in rows:
+        lines.append(f"| {embedding} | {name} | {100 * r['moved_fraction']:.1f} | {100 * r['active_codes']:.1f} | "
+                     f"{r['divergence']:.4f} |")
     lines += ["", "![Figure 10 toy](figures/figure10_toy.png)"]
     return lines, ["figure3_toy.png", "figure10_toy.png"]
 

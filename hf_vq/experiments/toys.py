@@ -72,14 +72,22 @@ def path_summary(path: torch.Tensor, target=(0.0, 0.0), tol: float = 0.05) -> di
     }
 
 
-def figure10(affine: str | None, steps: int = 20, lr: float = 0.1, seed: int = 0) -> dict:
+def figure10(affine: str | None, steps: int = 20, lr: float = 0.1, seed: int = 0, embedding: str = "isotropic",
+             covariance: str = "diagonal") -> dict:
     """Codebook-only updates toward fixed embeddings (A.9). Returns the initial and final codebooks, the
-    embeddings, the share of codes that moved, and the active-code ratio and divergence D(P, C) after."""
+    embeddings, the share of codes that moved, and the active codes (share of K) and divergence D(P, C) after.
+
+    embedding: "isotropic" (the figure's 𝒩(0, 0.5·I)) or "rank1" (the same mean and total variance on the
+    line through (1, 1), as z_e of a collapsed conv encoder); covariance: the affine's "diagonal" or "full"."""
     g = torch.Generator().manual_seed(seed)
-    z = math.sqrt(0.5) * torch.randn(512, 2, generator=g)
+    if embedding == "rank1":
+        z = torch.randn(512, 1, generator=g) * torch.tensor([[math.sqrt(0.5), math.sqrt(0.5)]])
+    else:
+        z = math.sqrt(0.5) * torch.randn(512, 2, generator=g)
     codes = torch.tensor([-1.0, -1.0]) + math.sqrt(0.3) * torch.randn(128, 2, generator=g)
     # β = 1: only the codebook learns, as in the figure's "commitment loss with the codebook update only".
-    vq = VectorQuantizer(2, 128, beta=1.0, commitment_weight=1.0, affine=affine)
+    # α = D/2 = 1 makes α·MSE the figure's ½‖·‖² per vector.
+    vq = VectorQuantizer(2, 128, beta=1.0, commitment_weight=1.0, affine=affine, affine_covariance=covariance)
     with torch.no_grad():
         vq.codebook_signal.copy_(codes)
     opt = torch.optim.SGD(vq.parameters(), lr=lr)
@@ -97,6 +105,6 @@ def figure10(affine: str | None, steps: int = 20, lr: float = 0.1, seed: int = 0
         "codebook_before": before,
         "codebook_after": after,
         "moved_fraction": float(moved.float().mean()),
-        "active_fraction": float(out.active_codes),
+        "active_codes": float(out.active_codes),
         "divergence": float(out.commitment),
     }

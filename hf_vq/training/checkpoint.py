@@ -28,6 +28,7 @@ import torch
 
 from ..version import __version__, written_by_newer_release
 from .config import VERSION_KEY, ConfigError
+from .tracking import flatten
 
 MARKER = "hf_vq_checkpoint.json"
 EXTRA_STATE = "hf_vq_extra_state.pt"
@@ -168,14 +169,7 @@ def config_changes(saved: dict | None, current: dict) -> list[str]:
     """'key: saved -> current' for the settings that differ between a checkpoint's run and this one."""
     if not saved:
         return []
-
-    def flat(tree, prefix=""):
-        out = {}
-        for k, v in tree.items():
-            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
-        return out
-
-    a, b = flat(saved), flat(json.loads(json.dumps(current, default=str)))
+    a, b = flatten(saved), flatten(json.loads(json.dumps(current, default=str)))
     return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b))
             if a.get(k) != b.get(k) and not k.startswith(_FREE_TO_CHANGE)]
 

@@ -97,7 +97,7 @@ class LoggingConfig:
 
 @dataclass
 class RunConfig:
-    task: Literal["vqvae", "vq_vit"] = "vqvae"
+    task: str = "vqvae"  # a name in hf_vq.training.tasks.TASKS
     seed: int = 0
     output_dir: str = "outputs/run"
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
@@ -459,10 +459,11 @@ def build_config(
         else:
             flat[path] = coerce(flat[path], key.annotation, path, "command line" if path in from_cli else source)
     if flat["task"] != task:
-        raise ConfigError(
-            f"{source}: this config is for task {flat['task']!r} but the script trains {task!r}; "
-            f"use training/train_{'vqvae' if flat['task'] == 'vqvae' else 'vq_vit'}.py"
-        )
+        from .tasks import TASKS
+
+        other = TASKS.get(flat["task"])
+        raise ConfigError(f"{source}: this config is for task {flat['task']!r} but the script trains {task!r}"
+                          + (f"; use {other.script}" if other else f"; tasks: {', '.join(TASKS)}"))
     tree = _unflatten(flat)
     config = RunConfig(
         task=tree["task"], seed=tree["seed"], output_dir=tree["output_dir"], mixed_precision=tree["mixed_precision"],

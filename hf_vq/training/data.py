@@ -1,4 +1,4 @@
-"""Datasets and data loaders for the training scripts, checked before any training starts.
+"""Datasets and data loaders for the training loop, checked before any training starts.
 
 `prepare_data` loads the configured source through `hf_vq.data.load_image_dataset` and turns every problem a
 run would otherwise hit minutes in (a missing column, an empty split, images of another size than the model
@@ -36,12 +36,15 @@ def normalization(name: str, num_channels: int) -> tuple[list[float], list[float
 
 @dataclass
 class PreparedData:
-    train: datasets.Dataset
-    test: datasets.Dataset
+    """Train/test datasets of {"pixel_values", "labels"?} examples, and how their pixels were normalised."""
+
+    train: torch.utils.data.Dataset
+    test: torch.utils.data.Dataset
     class_names: list[str] | None
-    transform: ImageTransform
     mean: list[float]
     std: list[float]
+    # batches of train indices; None: shuffled each epoch by Accelerate's seedable sampler (resumable)
+    batch_sampler: torch.utils.data.Sampler | None = None
 
 
 def _num_classes(ds: datasets.Dataset) -> list[str]:
@@ -101,15 +104,17 @@ def prepare_data(cfg: DataConfig, *, image_size: int, num_channels: int, need_la
     class_names = _num_classes(train) if need_labels else None
     mean, std = normalization(cfg.normalize, num_channels)
     transform = ImageTransform(image_size, num_channels, normalize=(mean, std), resample=cfg.resample)
-    return PreparedData(train.with_transform(transform), test.with_transform(transform), class_names, transform, mean, std)
+    return PreparedData(train.with_transform(transform), test.with_transform(transform), class_names, mean, std)
 
 
 def make_loaders(data: PreparedData, *, batch_size: int, eval_batch_size: int, num_workers: int) -> tuple:
-    """(train loader, shuffled, keeps the last partial batch; test loader, in order)."""
-    train = torch.utils.data.DataLoader(
-        data.train, batch_size=batch_size, shuffle=True, collate_fn=collate_fn, num_workers=num_workers,
-        drop_last=False,
-    )
+    """(train loader: `data.batch_sampler`'s batches, or shuffled, keeping the last partial batch; test loader,
+    in order)."""
+    if data.batch_sampler is not None:
+        batching = {"batch_sampler": data.batch_sampler}
+    else:
+        batching = {"batch_size": batch_size, "shuffle": True}
+    train = torch.utils.data.DataLoader(data.train, collate_fn=collate_fn, num_workers=num_workers, **batching)
     test = torch.utils.data.DataLoader(
         data.test, batch_size=eval_batch_size, shuffle=False, collate_fn=collate_fn, num_workers=num_workers,
     )

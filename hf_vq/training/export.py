@@ -11,11 +11,11 @@ import torch
 
 from ..quantization import find_quantizers
 from .config import RunConfig
+from .tasks import TASKS
 from .tracking import LOG_FILE
 
 RESULTS_FILE = "eval_results.json"
 CONFIG_FILE = "training_config.yaml"
-CARD_METRICS = ("mse", "psnr", "accuracy", "perplexity", "active_codes", "quantization_error", "loss")
 
 
 def _hub_dataset_id(source: str) -> str | None:
@@ -25,7 +25,8 @@ def _hub_dataset_id(source: str) -> str | None:
 
 
 def eval_results(metrics: dict) -> dict:
-    return {k: float(metrics[k]) for k in CARD_METRICS if k in metrics}
+    """The metrics of `evaluate` that the card reports (all but the example count and the histogram)."""
+    return {k: float(v) for k, v in metrics.items() if k not in ("num_examples", "code_histogram")}
 
 
 def training_summary(cfg: RunConfig, facts: dict) -> dict:
@@ -58,6 +59,7 @@ def save_final(accelerator, model, processor, cfg: RunConfig, metrics: dict, plo
     results = eval_results(metrics)
     card = render_model_card(
         unwrapped,
+        template=TASKS[cfg.task].card_template,
         model_name=(cfg.push_to_hub or out.resolve().name).split("/")[-1],
         repo_id=cfg.push_to_hub,
         dataset_name=cfg.data.source,

@@ -14,23 +14,25 @@ import torch  # noqa: E402
 
 
 def training_curves(records: list[dict], path: str | os.PathLike, task_metric: str | None = None) -> Path:
-    """Loss, perplexity and active-code ratio over optimizer steps (train batches and test-split evals),
-    plus the task metric of the evaluations when given."""
+    """Loss, perplexity and active codes over optimizer steps (train batches and test-split evals), the task
+    metric when given, and the collapse diagnostics the evals recorded (z_e rank, codes in reach, affine scale)."""
     train = [r for r in records if r.get("kind") == "train"]
     evals = [r for r in records if r.get("kind") == "eval"]
-    panels = [("loss", "loss", "loss"), ("perplexity", "perplexity", "perplexity"),
-              ("active_codes", "active_codes", "active codes (fraction of K)")]
+    panels = {"loss": "loss", "perplexity": "perplexity", "active_codes": "active codes (fraction of K)"}
     if task_metric:
-        panels.append((task_metric, task_metric, task_metric))
+        panels[task_metric] = task_metric
+    # collapse diagnostics of the test-split evals (hf_vq.metrics.collapse_diagnostics)
+    for key, title in (("ze_effective_rank", "z_e effective rank"), ("codes_in_reach", "codes in reach (fraction of K)"),
+                       ("affine_scale_mean", "affine scale (mean)")):
+        if any(key in r for r in evals):
+            panels[key] = title
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4))
-    for ax, (train_key, eval_key, title) in zip(axes, panels):
-        if train_key and any(train_key in r for r in train):
-            ax.plot([r["step"] for r in train if train_key in r], [r[train_key] for r in train if train_key in r],
-                    label="train (batch)", lw=1)
-        if any(eval_key in r for r in evals):
-            ax.plot([r["step"] for r in evals if eval_key in r], [r[eval_key] for r in evals if eval_key in r],
-                    "o-", label="test split", ms=4)
-        if train_key in ("loss", "mse") and train and all(r.get(train_key, 1) > 0 for r in train):
+    for ax, (key, title) in zip(axes, panels.items()):
+        for kind, rows, style in (("train (batch)", train, dict(lw=1, color="C0")),
+                                  ("test split", evals, dict(marker="o", ms=4, color="C1"))):
+            if any(key in r for r in rows):
+                ax.plot([r["step"] for r in rows if key in r], [r[key] for r in rows if key in r], label=kind, **style)
+        if key in ("loss", "mse") and train and all(r.get(key, 1) > 0 for r in train):
             ax.set_yscale("log")
         ax.set_title(title)
         ax.set_xlabel("optimizer step")
@@ -79,6 +81,22 @@ def reconstruction_grid(originals: torch.Tensor, reconstructions: torch.Tensor, 
     return _save(fig, path)
 
 
+@torch.no_grad()
+def reconstruction_plot(model, data, cfg, plot_dir: Path) -> Path:
+    """`plot_dir/reconstructions.png`: the grid of `eval.num_reconstructions` test images spread evenly over
+    the split (a VQ-VAE `model`, in eval mode for the call)."""
+    count = min(cfg.eval.num_reconstructions, len(data.test))
+    picks = torch.linspace(0, len(data.test) - 1, count).round().long().tolist()
+    x = torch.stack([data.test[i]["pixel_values"] for i in picks]).to(model.device)
+    was_training = model.training
+    model.eval()
+    try:
+        recon = model(pixel_values=x).reconstruction
+    finally:
+        model.train(was_training)
+    return reconstruction_grid(x.cpu(), recon.float().cpu(), data.mean, data.std, plot_dir / "reconstructions.png")
+
+
 def _save(fig, path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -87,4 +105,4 @@ def _save(fig, path) -> Path:
     return path
 
 
-__all__ = ["code_usage", "reconstruction_grid", "training_curves"]
+__all__ = ["code_usage", "reconstruction_grid", "reconstruction_plot", "training_curves"]

@@ -1,4 +1,4 @@
-"""Run setup shared by the training scripts: the Accelerator, the model config, the output folder checks."""
+"""Setup of the training loop: the Accelerator, the model config, the output folder checks, resuming."""
 
 from __future__ import annotations
 

@@ -53,14 +53,15 @@ def train_step(accelerator, model: nn.Module, batch: dict, optimizers: Optimizer
     return output, stepped
 
 
-# model output field -> log name
-_LOGGED = {"loss": "loss", "reconstruction_loss": "mse", "commitment_loss": "commitment",
-           "perplexity": "perplexity", "codebook_usage": "active_codes"}
+# model output field -> log name, for every task (a task adds its own: Task.train_scalars)
+SCALARS = {"loss": "loss", "commitment_loss": "commitment", "perplexity": "perplexity",
+           "active_codes": "active_codes"}
 
 
-def step_scalars(output) -> dict:
-    """The per-batch scalars of a VQ-VAE / VQ-ViT output worth logging, under their log names."""
-    return {name: getattr(output, field) for field, name in _LOGGED.items() if getattr(output, field, None) is not None}
+def step_scalars(output, task_scalars: dict | None = None) -> dict:
+    """The per-batch scalars of a model output worth logging, under their log names."""
+    fields = {**SCALARS, **(task_scalars or {})}
+    return {name: getattr(output, field) for field, name in fields.items() if getattr(output, field, None) is not None}
 
 
 class StepStats:
@@ -88,4 +89,4 @@ class StepStats:
         return {k: float(v) / count for k, v in zip(keys, packed[:-1].tolist())}
 
 
-__all__ = ["StepStats", "prepare_quantizers", "seed_step", "step_scalars", "train_step"]
+__all__ = ["SCALARS", "StepStats", "prepare_quantizers", "seed_step", "step_scalars", "train_step"]

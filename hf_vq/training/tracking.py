@@ -37,54 +37,46 @@ def _records(path: Path) -> list[tuple[str, dict]]:
     return out
 
 
-class JSONLLogger:
-    """Append-only JSONL log written by the main process (other ranks get a no-op logger)."""
+class RunLogger:
+    """The JSONL log (appended by the main process) plus the Accelerate trackers, one call per kind of record;
+    nothing is written when not `enabled`."""
 
-    def __init__(self, path: str | os.PathLike, enabled: bool = True, resume_step: int | None = None):
-        self.path = Path(path)
-        self.enabled = enabled
-        if not enabled:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if resume_step is None:
-            self.path.write_text("")
-        elif self.path.exists():
-            kept = [line for line, record in _records(self.path) if record.get("step", 0) <= resume_step and record.get("kind") != "end"]
-            # written aside and renamed: a kill during the rewrite leaves the old log, not a truncated one
+    def __init__(self, accelerator, output_dir: str | os.PathLike, config: dict, resume_step: int | None = None,
+                 enabled: bool = True):
+        self.accelerator = accelerator
+        self.path = Path(output_dir) / LOG_FILE
+        self.writes = enabled and accelerator.is_main_process
+        if self.writes:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # a resumed run drops the records the killed run wrote after its checkpoint; written aside and
+            # renamed, so a kill during the rewrite leaves the old log, not a truncated one
+            old = _records(self.path) if resume_step is not None and self.path.exists() else []
+            kept = [line for line, record in old if record.get("step", 0) <= resume_step and record.get("kind") != "end"]
             tmp = self.path.with_name(self.path.name + ".tmp")
             tmp.write_text("".join(line + "\n" for line in kept))
             os.replace(tmp, self.path)
+        if enabled:
+            accelerator.init_trackers("tensorboard", config=tracker_config(flatten(config)))
 
-    def log(self, record: dict) -> None:
-        if not self.enabled:
-            return
-        with open(self.path, "a") as f:
-            f.write(json.dumps({k: _clean(v) for k, v in record.items()}) + "\n")
-
-
-class RunLogger:
-    """The JSONL log (main process) plus the Accelerate trackers, with one call per kind of record."""
-
-    def __init__(self, accelerator, output_dir: str | os.PathLike, config: dict, resume_step: int | None = None):
-        self.accelerator = accelerator
-        self.path = Path(output_dir) / LOG_FILE
-        self.jsonl = JSONLLogger(self.path, enabled=accelerator.is_main_process, resume_step=resume_step)
-        accelerator.init_trackers("tensorboard", config=tracker_config(flatten(config)))
+    def _write(self, record: dict) -> None:
+        if self.writes:
+            with open(self.path, "a") as f:
+                f.write(json.dumps({k: _clean(v) for k, v in record.items()}) + "\n")
 
     def start(self, step: int, **facts) -> None:
-        self.jsonl.log({"kind": "start", "step": step, **facts})
+        self._write({"kind": "start", "step": step, **facts})
 
     def train(self, step: int, values: dict) -> None:
-        self.jsonl.log({"kind": "train", "step": step, **values})
+        self._write({"kind": "train", "step": step, **values})
         self.accelerator.log({f"train/{k}": v for k, v in values.items()}, step=step)
 
     def eval(self, step: int, metrics: dict) -> None:
         values = {k: v for k, v in metrics.items() if k != "code_histogram"}
-        self.jsonl.log({"kind": "eval", "step": step, **values})
+        self._write({"kind": "eval", "step": step, **values})
         self.accelerator.log({f"eval/{k}": v for k, v in values.items()}, step=step)
 
     def end(self, step: int, **facts) -> None:
-        self.jsonl.log({"kind": "end", "step": step, **facts})
+        self._write({"kind": "end", "step": step, **facts})
 
     def records(self) -> list[dict]:
         return read_log(self.path)
@@ -126,4 +118,4 @@ def progress_bar(total: int, initial: int, enabled: bool):
     return tqdm(total=total, initial=initial, disable=not enabled, dynamic_ncols=True, desc="train")
 
 
-__all__ = ["JSONLLogger", "LOG_FILE", "RunLogger", "flatten", "log_with", "progress_bar", "read_log", "tracker_config"]
+__all__ = ["LOG_FILE", "RunLogger", "flatten", "log_with", "progress_bar", "read_log", "tracker_config"]

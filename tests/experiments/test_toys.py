@@ -12,5 +12,15 @@ def test_figure3_alternated_and_synchronized_straighten_the_joint_spiral():
 def test_figure10_affine_moves_every_code_and_aligns_the_codebook():
     standard, affine = figure10(None), figure10("learnable")
     assert standard["moved_fraction"] < 0.3 and affine["moved_fraction"] == 1.0
-    assert affine["active_fraction"] > standard["active_fraction"]
+    assert affine["active_codes"] > standard["active_codes"]
     assert affine["divergence"] < standard["divergence"]
+
+
+def test_figure10_rank1_embedding_defeats_the_diagonal_affine_not_the_full_moment_matching_one():
+    # A line-shaped z_e (what small conv encoders collapse to): a diagonal scale cannot squeeze the 2-D code
+    # cloud onto it, the full moment-matching W = Σ_e^½ Σ_c^−½ can; the isotropic case is the paper's figure.
+    runs = {cov: figure10("ema", steps=20, embedding="rank1", covariance=cov) for cov in ("diagonal", "full")}
+    assert runs["diagonal"]["active_codes"] < 0.25 and runs["full"]["active_codes"] > 0.8
+    assert runs["full"]["divergence"] < 0.5 * runs["diagonal"]["divergence"]
+    isotropic = {cov: figure10("ema", steps=20, covariance=cov) for cov in ("diagonal", "full")}
+    assert min(r["active_codes"] for r in isotropic.values()) > 0.8

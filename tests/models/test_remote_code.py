@@ -24,10 +24,11 @@ from . import single_threaded  # noqa: F401  (autouse fixture)
 
 VIT = dict(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64)
 VAE = dict(image_size=16, block_out_channels=[32, 32], layers_per_block=1, latent_channels=8, norm_num_groups=8)
+VAE_NORMS = ("none", "layernorm", "groupnorm")
 
 CHILD = textwrap.dedent(
     """
-    import json, sys
+    import json, os, sys
 
     class BlockHfVq:  # the project is installed (editable) in this venv: make it unimportable here
         def find_spec(self, name, path=None, target=None):
@@ -35,7 +36,8 @@ CHILD = textwrap.dedent(
                 raise ImportError(f"{name} is blocked in this process")
 
     sys.meta_path.insert(0, BlockHfVq())
-    vit_dir, vae_dir, resave_dir, tensors = sys.argv[1:5]
+    vit_dir, resave_dir, tensors = sys.argv[1:4]
+    vae_dirs = sys.argv[4:]
     report = {}
     try:
         import hf_vq  # noqa: F401
@@ -64,9 +66,12 @@ CHILD = textwrap.dedent(
         out[f"vit_hidden_{i}"] = h
     base = AutoModel.from_pretrained(vit_dir, trust_remote_code=True).eval()
     out["vit_base_last_hidden"] = base(inputs["vit_pixels"]).last_hidden_state
-    vae = AutoModel.from_pretrained(vae_dir, trust_remote_code=True).eval()
-    out["vae_reconstruction"] = vae(inputs["vae_pixels"]).reconstruction
-    report["classes"] = [type(m).__module__ + "." + type(m).__name__ for m in (classifier, base, vae)]
+    out["vit_active_codes"] = result.active_codes
+    vaes = [AutoModel.from_pretrained(vae_dir, trust_remote_code=True).eval() for vae_dir in vae_dirs]
+    for vae_dir, vae in zip(vae_dirs, vaes):
+        out[f"reconstruction_{os.path.basename(vae_dir)}"] = vae(inputs["vae_pixels"]).reconstruction
+    report["classes"] = [type(m).__module__ + "." + type(m).__name__ for m in (classifier, base, *vaes)]
+    report["pre_quant_norm"] = [(m.config.pre_quant_norm, repr(m.pre_quant_norm)) for m in (classifier, base, *vaes)]
 
     # a model loaded as remote code saves and reloads the same way
     classifier.save_pretrained(resave_dir)
@@ -83,12 +88,14 @@ CHILD = textwrap.dedent(
 def remote(tmp_path_factory):
     root = tmp_path_factory.mktemp("remote")
     torch.manual_seed(0)
-    vit = VQViTForImageClassification(VQViTConfig(**VIT, num_labels=3, quantizer={"codebook_size": 16}))
+    vit = VQViTForImageClassification(VQViTConfig(**VIT, num_labels=3, pre_quant_norm="layernorm", quantizer={"codebook_size": 16}))
     vit.train()(torch.randn(4, 3, 32, 32))  # touch the quantizer state so it is not all-initial
     vit.eval().save_pretrained(root / "vit")
-    vae = VQVAEModel(VQVAEConfig(**VAE, quantizer={"codebook_size": 16, "affine": "ema"}))
-    vae.train()(torch.rand(4, 3, 16, 16))
-    vae.eval().save_pretrained(root / "vae")
+    vaes = {}
+    for norm in VAE_NORMS:
+        vaes[norm] = VQVAEModel(VQVAEConfig(**VAE, pre_quant_norm=norm, quantizer={"codebook_size": 16, "affine": "ema"}))
+        vaes[norm].train()(torch.rand(4, 3, 16, 16))
+        vaes[norm].eval().save_pretrained(root / f"vae-{norm}")
 
     inputs = {"vit_pixels": torch.randn(2, 3, 32, 32), "vae_pixels": torch.rand(2, 3, 16, 16) * 2 - 1}
     save_file(inputs, root / "inputs.safetensors")
@@ -99,14 +106,16 @@ def remote(tmp_path_factory):
             "vit_indices": result.codebook_indices,
             **{f"vit_hidden_{i}": h for i, h in enumerate(result.hidden_states)},
             "vit_base_last_hidden": AutoModel.from_pretrained(root / "vit").eval()(inputs["vit_pixels"]).last_hidden_state,
-            "vae_reconstruction": vae(inputs["vae_pixels"]).reconstruction,
+            "vit_active_codes": result.active_codes,
+            **{f"reconstruction_vae-{norm}": vae(inputs["vae_pixels"]).reconstruction for norm, vae in vaes.items()},
         }
 
     workdir = tmp_path_factory.mktemp("elsewhere")  # cwd outside the repository
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     env.update(HF_HOME=str(workdir / "hf-home"), HF_HUB_OFFLINE="1", TRANSFORMERS_VERBOSITY="error", OMP_NUM_THREADS="1")
     process = subprocess.run(
-        [sys.executable, "-I", "-c", CHILD, str(root / "vit"), str(root / "vae"), str(root / "resaved"), str(root / "inputs.safetensors")],
+        [sys.executable, "-I", "-c", CHILD, str(root / "vit"), str(root / "resaved"), str(root / "inputs.safetensors"),
+         *(str(root / f"vae-{norm}") for norm in VAE_NORMS)],
         cwd=workdir, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300,
     )
     assert process.returncode == 0, process.stderr[-4000:]
@@ -127,17 +136,22 @@ def test_remote_code_stays_opt_in(remote):
 def test_remote_models_match_the_local_ones(remote):
     expected, got = remote["expected"], remote["got"]
     assert all(cls.startswith("transformers_modules.") for cls in remote["report"]["classes"])
-    assert [c.rsplit(".", 1)[1] for c in remote["report"]["classes"]] == ["VQViTForImageClassification", "VQViTModel", "VQVAEModel"]
+    assert [c.rsplit(".", 1)[1] for c in remote["report"]["classes"]] == [
+        "VQViTForImageClassification", "VQViTModel", "VQVAEModel", "VQVAEModel", "VQVAEModel"]
+    assert [norm for norm, _ in remote["report"]["pre_quant_norm"]] == ["layernorm", "layernorm", *VAE_NORMS]
+    assert [module.split("(")[0] for _, module in remote["report"]["pre_quant_norm"]] == [
+        "LayerNorm", "LayerNorm", "Identity", "ChannelLayerNorm", "GroupNorm"]
     for key, value in expected.items():
         assert torch.equal(got[key], value), key
     assert torch.equal(got["vit_resaved_logits"], expected["vit_logits"])
 
 
-@pytest.mark.parametrize("model", ["vit", "vae"])
+@pytest.mark.parametrize("model", ["vit", "vae-none"])
 def test_saved_code_is_flat_and_self_contained(remote, model):
     folder = remote["root"] / model
     files = sorted(p.name for p in folder.glob("*.py"))
-    assert {"layer.py", "affine.py", "distributed.py", "search.py", "straight_through.py", "quantizer_config.py"} <= set(files)
+    assert {"layer.py", "affine.py", "distributed.py", "search.py", "straight_through.py", "quantizer_config.py",
+            "normalization.py", "outputs.py"} <= set(files)
     for name in files:
         tree = ast.parse((folder / name).read_text())
         for node in ast.walk(tree):

@@ -98,3 +98,39 @@ def test_newer_release_loads_through_its_own_code(saved):
     assert loaded.config.attention_window == 4
     for key, value in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value), key
+
+
+@pytest.mark.parametrize("written_by", ["0.1.0", None])
+def test_a_0_1_config_keeps_its_effective_commitment_loss(saved, written_by, caplog):
+    # 0.1's α weighted ½‖z_e − z_q‖² summed over D; 0.2's weights the element-wise MSE (A.1): α·D/2.
+    folder, model = saved
+    config = json.loads((folder / "config.json").read_text())
+    if written_by is None:
+        del config["hf_vq_version"]  # 0.1.0 before versioning: only transformers_version is there
+    else:
+        config["hf_vq_version"] = written_by
+    config["quantizer"]["commitment_weight"] = 0.5
+    (folder / "config.json").write_text(json.dumps(config))
+    dim = model.quantizer.dim
+    with caplog.at_level("WARNING", logger="hf_vq.models.versioning"):
+        loaded = AutoModel.from_pretrained(folder)
+    assert loaded.config.quantizer["commitment_weight"] == 0.5 * dim / 2
+    assert sum("element-wise mean-squared error" in r.message for r in caplog.records) == 1
+
+    # The same loss value: 0.1's α·mean ½‖·‖² summed over D against this release's α'·MSE.
+    loaded.train()
+    z = torch.randn(64, dim)
+    new_loss = loaded.quantizer(z).loss
+    codes = loaded.quantizer.codebook[loaded.quantizer(z).indices]
+    old_loss = 0.5 * 0.5 * (z - codes).pow(2).sum(-1).mean()
+    assert torch.allclose(new_loss, old_loss, rtol=1e-5)
+
+
+def test_a_config_of_this_release_or_a_hand_written_dict_is_not_converted(saved):
+    folder, model = saved
+    rewrite(folder, quantizer={"commitment_weight": 0.5})
+    assert AutoModel.from_pretrained(folder).config.quantizer["commitment_weight"] == 0.5
+    config_class = type(model.config)
+    hand_written = {k: v for k, v in model.config.to_diff_dict().items() if k not in ("transformers_version", "hf_vq_version")}
+    plain = config_class.from_dict({**hand_written, "quantizer": {"codebook_size": 8, "commitment_weight": 0.5}})
+    assert plain.quantizer["commitment_weight"] == 0.5

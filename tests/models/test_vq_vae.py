@@ -95,7 +95,7 @@ def test_forward_encode_decode(pixels):
     assert torch.allclose(out.reconstruction_loss, mse)
     assert torch.allclose(out.loss, mse + out.quantizer_loss)
     assert torch.allclose(out.quantizer_loss, 5.0 * out.commitment_loss)
-    assert 1.0 <= out.perplexity <= 16 and 0 < out.codebook_usage <= 1
+    assert 1.0 <= out.perplexity <= 16 and 0 < out.active_codes <= 1
 
     encoded = model.encode(pixels)
     assert encoded.latents.shape == (2, 8, 8, 8)

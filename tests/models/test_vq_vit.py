@@ -126,7 +126,7 @@ def test_forward_outputs(pixels):
     ce = torch.nn.functional.cross_entropy(out.logits, labels)
     assert torch.allclose(out.loss, ce + out.quantizer_loss)
     assert torch.allclose(out.quantizer_loss, 5.0 * out.commitment_loss)
-    assert 1.0 <= out.perplexity <= 16 and 0 < out.codebook_usage <= 1
+    assert 1.0 <= out.perplexity <= 16 and 0 < out.active_codes <= 1
     assert len(out.hidden_states) == 5 and len(out.attentions) == 4
     assert out.attentions[0].shape == (2, 2, 17, 17)
     # hidden_states[quantizer_layer] is block 2's output before quantization: its codes are the output's

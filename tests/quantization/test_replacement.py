@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from hf_vq import VectorQuantizer
@@ -46,24 +47,15 @@ def test_replacement_vectors_are_current_embeddings_plus_small_noise():
     assert len(vq.last_replaced) == 7 and dist.max() < 0.1
 
 
-def test_replaced_code_lands_on_the_vector_through_a_non_identity_affine():
+@pytest.mark.parametrize("covariance,theta", [
+    ("diagonal", torch.tensor([[2.0, 2.0]])),                    # effective scale 3
+    ("full", torch.tensor([[[1.0, 0.5], [-0.3, 2.0]]])),         # W = I + Θ, not diagonal
+])
+def test_replaced_code_lands_on_the_vector_through_a_non_identity_affine(covariance, theta):
     torch.manual_seed(2)
-    vq = make(replace_after=1, replace_noise=0.0, affine="learnable")
+    vq = make(replace_after=1, replace_noise=0.0, affine="learnable", affine_covariance=covariance)
     with torch.no_grad():
-        vq.affine.scale.fill_(2.0)  # effective scale 3
-        vq.affine.bias.fill_(-1.0)
-    vq(torch.tensor([[-3.0, -3.0]]))
-    target = torch.tensor([[7.0, -2.0]])
-    vq(target)
-    assert len(vq.last_replaced) > 0
-    assert torch.allclose(vq.codebook[vq.last_replaced], target.expand(len(vq.last_replaced), 2), atol=1e-5)
-
-
-def test_replaced_code_lands_on_the_vector_through_a_full_affine():
-    torch.manual_seed(2)
-    vq = make(replace_after=1, replace_noise=0.0, affine="learnable", affine_covariance="full")
-    with torch.no_grad():
-        vq.affine.scale.copy_(torch.tensor([[[1.0, 0.5], [-0.3, 2.0]]]))  # W = I + Θ, not diagonal
+        vq.affine.scale.copy_(theta)
         vq.affine.bias.fill_(-1.0)
     vq(torch.tensor([[-3.0, -3.0]]))
     target = torch.tensor([[7.0, -2.0]])

@@ -1,7 +1,7 @@
 """Property-based checks of VQVAEModel and VQViTForImageClassification over tiny configs × quantizer options ×
-batch sizes × dtypes (hypothesis): shapes/dtypes/index ranges, finite loss and gradients in training, eval
-determinism without state changes, codes that decode to the model's own outputs, and an exact, strict
-save_pretrained → from_pretrained round trip.
+pre-quantizer normalizations × batch sizes × dtypes (hypothesis): shapes/dtypes/index ranges, finite loss and
+gradients in training, eval determinism without state changes, codes of the normalised z_e that decode to the
+model's own outputs, and an exact, strict save_pretrained → from_pretrained round trip.
 
 HF_VQ_MODEL_PROPERTY_EXAMPLES=N raises the number of examples per test (default 30) for a longer bug hunt.
 """
@@ -11,6 +11,7 @@ import tempfile
 
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -66,15 +67,24 @@ def vae_setups(draw):
     widths = [groups * draw(st.integers(1, 2)) for _ in range(blocks)]
     if lone_values:
         widths[-2:] = [groups * 2] * len(widths[-2:])
+    # Configs the VQ-VAE refuses by name (test_unusable_pre_quant_norm_is_rejected_by_name) are not drawn: a
+    # pre-quant GroupNorm needs latent_channels a multiple of the groups (two per group for the lone-value case
+    # above), a LayerNorm over one channel would map every latent to 0.
+    pre_quant_norm = draw(st.sampled_from(["none", "layernorm", "groupnorm"]))
+    if pre_quant_norm == "groupnorm":
+        latent_channels = groups * (2 if lone_values else draw(st.integers(1, 2)))
+    else:
+        latent_channels = draw(st.integers(2 if pre_quant_norm == "layernorm" else 1, 6))
     config = {
         "image_size": factor * draw(st.integers(1, 2)),
         "num_channels": num_channels,
         "block_out_channels": widths,
         "layers_per_block": 1,
-        "latent_channels": draw(st.integers(1, 6)),
+        "latent_channels": latent_channels,
         "norm_num_groups": groups,
         "act_fn": draw(st.sampled_from(["silu", "gelu"])),
         "mid_block_add_attention": draw(st.booleans()),
+        "pre_quant_norm": pre_quant_norm,
         "quantizer": draw(quantizer_options()),
     }
     return config, shape
@@ -85,17 +95,19 @@ def vit_setups(draw):
     heads = draw(st.integers(1, 2))
     layers = draw(st.integers(1, 3))
     patch = draw(st.integers(2, 4))
+    pre_quant_norm = draw(st.sampled_from(["none", "layernorm"]))  # a LayerNorm needs 2+ features per token
     config = {
         "image_size": patch * draw(st.integers(1, 3)),
         "patch_size": patch,
         "num_channels": draw(st.integers(1, 3)),
-        "hidden_size": heads * draw(st.integers(1, 4)),
+        "hidden_size": heads * draw(st.integers(2 if pre_quant_norm == "layernorm" and heads == 1 else 1, 4)),
         "num_hidden_layers": layers,
         "num_attention_heads": heads,
         "intermediate_size": draw(st.integers(1, 8)),
         "qkv_bias": draw(st.booleans()),
         "quantizer_layer": draw(st.none() | st.integers(1, layers)),  # None: the default, max(1, layers // 2)
         "quantize_cls_token": draw(st.booleans()),
+        "pre_quant_norm": pre_quant_norm,
         # num_labels=1 is regression (MSE on float labels) in transformers' loss, a different task: not drawn.
         "num_labels": draw(st.integers(2, 4)),
         "attn_implementation": draw(st.sampled_from(["eager", "sdpa"])),
@@ -156,7 +168,16 @@ def _assert_indices(indices, shape, codebook_size) -> None:
 def _assert_quantizer_stats(out, codebook_size, vectors) -> None:
     assert torch.isfinite(out.quantizer_loss) and torch.isfinite(out.commitment_loss)
     assert 1.0 - 1e-4 <= float(out.perplexity) <= min(codebook_size, vectors) + 1e-3, float(out.perplexity)
-    assert 0.0 < float(out.codebook_usage) <= min(codebook_size, vectors) / codebook_size + 1e-6
+    assert 0.0 < float(out.active_codes) <= min(codebook_size, vectors) / codebook_size + 1e-6
+
+
+def _vae_pre_quant_norm(raw: torch.Tensor, config: VQVAEConfig) -> torch.Tensor:
+    """What `config.pre_quant_norm` should make of quant_conv's output (B, D, h, w), in torch.nn.functional terms."""
+    if config.pre_quant_norm == "layernorm":  # each position's D channels
+        return F.layer_norm(raw.movedim(1, -1), (config.latent_channels,), eps=1e-6).movedim(-1, 1)
+    if config.pre_quant_norm == "groupnorm":  # each sample's channel groups over the latent grid
+        return F.group_norm(raw, config.norm_num_groups, eps=1e-6)
+    return raw
 
 
 def _round_trip(model, model_class, **load_kwargs):
@@ -168,6 +189,7 @@ def _round_trip(model, model_class, **load_kwargs):
     assert not any(info[k] for k in ("missing_keys", "unexpected_keys", "mismatched_keys", "error_msgs")), info
     assert type(loaded) is model_class and not loaded.training
     assert loaded.config.quantizer == model.config.quantizer
+    assert loaded.config.pre_quant_norm == model.config.pre_quant_norm
     saved, restored = model.state_dict(), loaded.state_dict()
     _assert_same_tensors(saved, restored, "state_dict changed by save/load")
     # outputs are compared on the model as loaded: from_pretrained copies the memory-mapped CPU weights into
@@ -214,6 +236,8 @@ def test_vae_properties(setup, dtype, steps, seed):
     with torch.no_grad(), context():
         first, second = model(x), model(x)
         encoded = model.encode(x)
+        raw = model.quant_conv(model.encoder(x))  # before pre_quant_norm
+        normalised = _vae_pre_quant_norm(raw, config)
         from_indices = model.decode(first.codebook_indices)
         from_latents = model.decode(encoded.latents)
         looked_up = model.quantizer.lookup(first.codebook_indices)
@@ -223,7 +247,8 @@ def test_vae_properties(setup, dtype, steps, seed):
     assert first.reconstruction.shape == x.shape and first.reconstruction.dtype == out_dtype
     _assert_indices(first.codebook_indices, index_shape, K)
 
-    # -- the reported codes decode to the forward's reconstruction
+    # -- encode's latents are the normalised z_e; the reported codes decode to the forward's reconstruction
+    assert torch.equal(encoded.latents, normalised), f"latents are not pre_quant_norm={config.pre_quant_norm!r} of quant_conv's output"
     assert torch.equal(encoded.codebook_indices, first.codebook_indices)
     assert encoded.latents.shape == (shape[0], config.latent_channels) + index_shape[1:]
     assert torch.equal(encoded.quantized, looked_up.to(encoded.quantized.dtype))
@@ -298,7 +323,10 @@ def test_vit_properties(setup, dtype, steps, seed):
         z_e, z_q = seen_first["z_e"], seen_first["z_q"]
         quantized_e = z_e if config.quantize_cls_token else z_e[:, 1:]
         quantized_q = z_q if config.quantize_cls_token else z_q[:, 1:]
-        requantized = model.quantizer(quantized_e)
+        with context():
+            if config.pre_quant_norm == "layernorm":
+                quantized_e = F.layer_norm(quantized_e, (config.hidden_size,), eps=config.layer_norm_eps)
+            requantized = model.quantizer(quantized_e)
         looked_up = model.quantizer.lookup(first.codebook_indices)
     _assert_same_tensors(before, _tensors(model), "eval forward changed model state")
     for name in ("logits", "codebook_indices", "loss", "commitment_loss", "perplexity"):
@@ -306,7 +334,7 @@ def test_vit_properties(setup, dtype, steps, seed):
     assert first.logits.shape == (batch, config.num_labels) and first.logits.dtype == out_dtype
     _assert_indices(first.codebook_indices, index_shape, K)
 
-    # -- the reported codes are those of the block-q features, and the next block sees exactly their vectors
+    # -- the reported codes are those of the (normalised) block-q features, and the next block sees exactly their vectors
     assert torch.equal(requantized.indices, first.codebook_indices)
     assert torch.equal(quantized_q, looked_up.to(quantized_q.dtype)), "tokens after the quantizer are not lookup(indices)"
     if not config.quantize_cls_token:
@@ -341,3 +369,23 @@ def test_ema_codebook_with_an_affine_is_rejected_by_name(model, affine, codebook
         else:
             VQViTConfig(image_size=4, patch_size=2, hidden_size=2, num_hidden_layers=1, num_attention_heads=1,
                         intermediate_size=2, quantizer=quantizer)
+
+
+@settings(max_examples=20, deadline=None)
+@given(groups=st.integers(1, 4), latent_channels=st.integers(1, 12), norm=st.sampled_from(["layernorm", "groupnorm"]))
+def test_unusable_pre_quant_norm_is_rejected_by_name(groups, latent_channels, norm):
+    """The VQ-VAE configs the strategy leaves out fail at config time with a ValueError naming the fields; the
+    others build. The VQ-ViT refuses a GroupNorm of tokens by name."""
+    kwargs = dict(image_size=2, block_out_channels=[groups, groups], latent_channels=latent_channels,
+                  norm_num_groups=groups, pre_quant_norm=norm, quantizer={"codebook_size": 2})
+    if norm == "groupnorm" and latent_channels % groups:
+        with pytest.raises(ValueError, match=rf"pre_quant_norm='groupnorm'.*norm_num_groups={groups}.*latent_channels={latent_channels}"):
+            VQVAEConfig(**kwargs)
+    elif norm == "layernorm" and latent_channels == 1:
+        with pytest.raises(ValueError, match=r"pre_quant_norm='layernorm' over latent_channels=1"):
+            VQVAEConfig(**kwargs)
+    else:
+        assert VQVAEConfig(**kwargs).pre_quant_norm == norm
+    with pytest.raises(ValueError, match=r"pre_quant_norm must be one of 'none', 'layernorm', got 'groupnorm'"):
+        VQViTConfig(image_size=4, patch_size=2, hidden_size=latent_channels, num_hidden_layers=1, num_attention_heads=1,
+                    intermediate_size=2, pre_quant_norm="groupnorm")

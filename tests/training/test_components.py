@@ -16,6 +16,7 @@ from hf_vq.training.config import ConfigError, DataConfig, TrainConfig
 from hf_vq.training.data import prepare_data
 from hf_vq.training.evaluate import evaluate
 from hf_vq.training.optim import build_optimizers, count_steps, parameter_groups
+from hf_vq.training.tasks import VQVAE
 
 TINY_VAE = dict(block_out_channels=[8], layers_per_block=1, latent_channels=4, norm_num_groups=4,
                 mid_block_add_attention=False, image_size=8, quantizer={"codebook_size": 8, "affine": "learnable"})
@@ -99,7 +100,7 @@ def test_schedules_and_alternating_optimizer():
             s.step()
     assert lrs[2] == {"lr": pytest.approx(1e-3), "codebook_lr": pytest.approx(5e-3)}  # peak after warmup
     assert lrs[1]["lr"] == pytest.approx(5e-4) and lrs[-1]["lr"] < 1e-4  # linear warmup, cosine decay
-    assert model.quantizer._inner is opt.alternating
+    assert model.quantizer.alternating is opt.alternating
     assert set(opt.checkpoint_objects()) == {"scheduler", "alternating", "codebook_scheduler"}
 
 
@@ -144,7 +145,7 @@ def test_evaluate_matches_hf_vq_metrics():
     torch.manual_seed(0)
     model = VQVAEModel(VQVAEConfig(**TINY_VAE)).eval()
     batches = [{"pixel_values": torch.randn(5, 3, 8, 8)}, {"pixel_values": torch.randn(3, 3, 8, 8)}]
-    result = evaluate(model, batches, _Accelerator(), "vqvae", mean=[0.5] * 3, std=[0.5] * 3)
+    result = evaluate(model, batches, _Accelerator(), VQVAE, mean=[0.5] * 3, std=[0.5] * 3)
     with torch.no_grad():
         x = torch.cat([b["pixel_values"] for b in batches])
         z_e = model.quant_conv(model.encoder(x))

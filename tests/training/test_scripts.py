@@ -35,6 +35,11 @@ def vae_run(tmp_path_factory, data_dir) -> Path:
     return out
 
 
+def config_dim(out: Path) -> int:
+    config = json.loads((out / "config.json").read_text())
+    return config.get("latent_channels") or config["hidden_size"]
+
+
 def assert_model_folder(out: Path, metric: str, plots: set[str]) -> dict:
     top = {p.name for p in out.iterdir() if p.is_file()}
     assert {"config.json", "model.safetensors", "preprocessor_config.json", "README.md", "train_log.jsonl",
@@ -47,6 +52,9 @@ def assert_model_folder(out: Path, metric: str, plots: set[str]) -> dict:
     results = json.loads((out / "eval_results.json").read_text())
     for key in (metric, "perplexity", "active_codes", "quantization_error", "loss"):
         assert math.isfinite(results[key]), key
+    # collapse diagnostics (learnable affine in both configs): logged with every eval, plotted with the curves
+    assert 1 <= results["ze_effective_rank"] <= config_dim(out) and 0 <= results["codes_in_reach"] <= 1
+    assert 0 < results["affine_scale_min"] <= results["affine_scale_mean"] <= results["affine_scale_max"]
     card = (out / "README.md").read_text()
     assert f"type: {metric}" in card and "perplexity" in card and "plots/training_curves.png" in card
     assert f"{results['perplexity']:.6g}"[:5] in card  # the measured numbers, not placeholders

@@ -6,6 +6,7 @@ from typing import Any, ClassVar
 
 from transformers import PreTrainedConfig
 
+from ..normalization import PRE_QUANT_NORMS, check_pre_quant_norm
 from ..quantizer_config import QuantizerSettingsMixin
 from ..remote_code import RemoteCodeConfigMixin
 from ..versioning import VersionedConfigMixin
@@ -52,6 +53,12 @@ class VQVAEConfig(VersionedConfigMixin, QuantizerSettingsMixin, RemoteCodeConfig
             Activation of the ResNet blocks.
         mid_block_add_attention (`bool`, *optional*, defaults to `True`):
             Self-attention in the middle blocks, as in `diffusers.VQModel`.
+        pre_quant_norm (`str`, *optional*, defaults to `"none"`):
+            Normalization of the latents between `quant_conv` and the quantizer (A.1), without learnable affine:
+            `"layernorm"` normalises the `latent_channels` values at each latent position; `"groupnorm"`
+            normalises each of `norm_num_groups` groups of latent channels over the whole latent grid of a
+            sample, as diffusers' GroupNorms (`latent_channels` must be a multiple of `norm_num_groups`).
+            `to_diffusers()` needs `"none"`: `diffusers.VQModel` has no layer there.
         quantizer (`dict` or [`QuantizerConfig`], *optional*):
             `VectorQuantizer` options (all but `dim` and `channel_first`); unset options take the paper's values
             (1024 codes, α 5, β 0.995, ν 0.01, learnable affine with lr scale 10), then the layer's defaults.
@@ -66,7 +73,7 @@ class VQVAEConfig(VersionedConfigMixin, QuantizerSettingsMixin, RemoteCodeConfig
         "AutoModel": "modeling_vq_vae.VQVAEModel",
     }
     keys_to_ignore_at_inference: ClassVar[list[str]] = [
-        "quantizer_loss", "commitment_loss", "codebook_indices", "perplexity", "codebook_usage",
+        "quantizer_loss", "commitment_loss", "codebook_indices", "perplexity", "active_codes",
     ]
 
     image_size: int = 32
@@ -77,6 +84,7 @@ class VQVAEConfig(VersionedConfigMixin, QuantizerSettingsMixin, RemoteCodeConfig
     norm_num_groups: int = 32
     act_fn: str = "silu"
     mid_block_add_attention: bool = True
+    pre_quant_norm: str = "none"
     quantizer: dict | None = None
 
     def __post_init__(self, **kwargs: Any):
@@ -92,8 +100,24 @@ class VQVAEConfig(VersionedConfigMixin, QuantizerSettingsMixin, RemoteCodeConfig
                 f"image_size={self.image_size} must be a multiple of the downsampling factor {self.downsampling_factor} "
                 f"(2^(len(block_out_channels) - 1) with block_out_channels={self.block_out_channels})"
             )
+        self._check_pre_quant_norm()
         self._init_quantizer_settings()
         super().__post_init__(**kwargs)
+
+    def _check_pre_quant_norm(self) -> None:
+        """Raise `ValueError` naming `pre_quant_norm` if the model cannot build it (also run by the model, since
+        fields can be set after construction, e.g. by `from_pretrained(..., pre_quant_norm=...)`)."""
+        check_pre_quant_norm(self.pre_quant_norm, PRE_QUANT_NORMS)
+        if self.pre_quant_norm == "layernorm" and self.latent_channels < 2:
+            raise ValueError(
+                f"pre_quant_norm='layernorm' over latent_channels={self.latent_channels} channel maps every latent to 0; "
+                "use 'groupnorm' (which normalises over the latent grid too) or 'none'"
+            )
+        if self.pre_quant_norm == "groupnorm" and self.latent_channels % self.norm_num_groups:
+            raise ValueError(
+                f"pre_quant_norm='groupnorm' splits the latent channels into norm_num_groups={self.norm_num_groups} groups, "
+                f"but latent_channels={self.latent_channels} is not a multiple of it; change either, or use 'layernorm'"
+            )
 
     @property
     def downsampling_factor(self) -> int:

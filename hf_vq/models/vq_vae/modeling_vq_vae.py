@@ -1,9 +1,10 @@
 """PyTorch VQ-VAE built from diffusers' VQModel blocks, with the paper's `VectorQuantizer` (A.1, Table 8).
 
-encoder → quant_conv → quantizer → post_quant_conv → decoder, with diffusers' `Encoder`/`Decoder` and the
-same module names as `diffusers.VQModel` (diffusers is imported when a model is built), so `to_diffusers()` is a state-dict copy plus the effective
-codebook (affine folded in, l2-normalised codes in cosine mode). A transformers `PreTrainedModel`:
-AutoModel, save_pretrained/from_pretrained (safetensors) and the Hub workflow work as for the ViT.
+encoder → quant_conv → pre_quant_norm → quantizer → post_quant_conv → decoder, with diffusers' `Encoder`/`Decoder`
+and the same module names as `diffusers.VQModel` (diffusers is imported when a model is built), so `to_diffusers()`
+is a state-dict copy plus the effective codebook (affine folded in, l2-normalised codes in cosine mode); it needs
+`pre_quant_norm="none"`, as VQModel has no layer between quant_conv and its quantizer. A transformers
+`PreTrainedModel`: AutoModel, save_pretrained/from_pretrained (safetensors) and the Hub workflow work as for the ViT.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from transformers.utils import ModelOutput
 from ...quantization.layer import VectorQuantizer
 from ..inputs import check_pixel_values
 from ..loading import QuantizerCheckpointMixin, init_quantizer_weights
+from ..normalization import build_pre_quant_norm
+from ..outputs import DeprecatedCodebookUsage
 from ..remote_code import RemoteCodeModelMixin
 from .configuration_vq_vae import VQVAEConfig
 
@@ -32,7 +35,8 @@ class VQVAEEncoderOutput(ModelOutput):
 
     Args:
         latents (`torch.FloatTensor` of shape `(batch_size, latent_channels, height / f, width / f)`):
-            Pre-quantization latents z_e (after `quant_conv`); f = `config.downsampling_factor`.
+            Pre-quantization latents z_e, the quantizer's input (after `quant_conv` and `pre_quant_norm`);
+            f = `config.downsampling_factor`.
         quantized (`torch.FloatTensor`, same shape as `latents`):
             Their codes z_q.
         codebook_indices (`torch.LongTensor` of shape `(batch_size, height / f, width / f)`):
@@ -45,7 +49,7 @@ class VQVAEEncoderOutput(ModelOutput):
 
 
 @dataclass
-class VQVAEOutput(ModelOutput):
+class VQVAEOutput(DeprecatedCodebookUsage, ModelOutput):
     """
     Output of [`VQVAEModel`].
 
@@ -64,8 +68,9 @@ class VQVAEOutput(ModelOutput):
             Code index of each latent position.
         perplexity (`torch.FloatTensor` of shape `()`):
             2^H of the batch's code histogram (§5.1).
-        codebook_usage (`torch.FloatTensor` of shape `()`):
-            Fraction of the codes used at least once in the batch.
+        active_codes (`torch.FloatTensor` of shape `()`):
+            Fraction of the K codes selected at least once in the batch. Also readable as `codebook_usage`, a
+            deprecated alias (FutureWarning) for one release.
     """
 
     loss: torch.FloatTensor | None = None
@@ -75,7 +80,7 @@ class VQVAEOutput(ModelOutput):
     commitment_loss: torch.FloatTensor | None = None
     codebook_indices: torch.LongTensor | None = None
     perplexity: torch.FloatTensor | None = None
-    codebook_usage: torch.FloatTensor | None = None
+    active_codes: torch.FloatTensor | None = None
 
 
 class VQVAEPreTrainedModel(QuantizerCheckpointMixin, RemoteCodeModelMixin, PreTrainedModel):
@@ -113,6 +118,7 @@ class VQVAEModel(VQVAEPreTrainedModel):
         # Imported here, not at the top: diffusers adds seconds to `import hf_vq` for users who never build a VAE.
         from diffusers.models.autoencoders.vae import Decoder, Encoder
 
+        config._check_pre_quant_norm()  # again: a field may have been set after the config was built
         super().__init__(config)
         blocks = len(config.block_out_channels)
         width = tuple(config.block_out_channels)
@@ -128,6 +134,10 @@ class VQVAEModel(VQVAEPreTrainedModel):
             mid_block_add_attention=config.mid_block_add_attention,
         )
         self.quant_conv = nn.Conv2d(config.latent_channels, config.latent_channels, 1)
+        # eps 1e-6 as diffusers' GroupNorms in the encoder and decoder
+        self.pre_quant_norm = build_pre_quant_norm(
+            config.pre_quant_norm, config.latent_channels, channel_first=True, eps=1e-6, num_groups=config.norm_num_groups
+        )
         self.quantizer = config.quantizer.build(dim=config.latent_channels, channel_first=True)
         self.post_quant_conv = nn.Conv2d(config.latent_channels, config.latent_channels, 1)
         self.decoder = Decoder(
@@ -152,18 +162,25 @@ class VQVAEModel(VQVAEPreTrainedModel):
                 f"factor of block_out_channels={self.config.block_out_channels}; config.image_size={self.config.image_size})"
             )
         # torch's GroupNorm refuses a group of one value (batch 1 × channels/groups × grid); the lowest
-        # resolution sees the last two entries of block_out_channels
-        narrowest = min(self.config.block_out_channels[-2:]) // self.config.norm_num_groups
+        # resolution sees the last two entries of block_out_channels, and the latent channels with a pre-quant GroupNorm
+        widths = self.config.block_out_channels[-2:]
+        if self.config.pre_quant_norm == "groupnorm":
+            widths = [*widths, self.config.latent_channels]
+        narrowest = min(widths) // self.config.norm_num_groups
         if pixel_values.shape[0] * narrowest * (height // factor) * (width // factor) == 1:
             raise ValueError(
                 f"pixel_values is one {height}×{width} image: at the 1×1 latent grid each GroupNorm group holds a "
                 f"single value (block_out_channels={self.config.block_out_channels}, norm_num_groups="
-                f"{self.config.norm_num_groups}); use larger images or a larger batch"
+                f"{self.config.norm_num_groups}"
+                + (f", latent_channels={self.config.latent_channels} with pre_quant_norm='groupnorm'"
+                   if self.config.pre_quant_norm == "groupnorm" else "")
+                + "); use larger images or a larger batch"
             )
 
     def _latents(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """z_e, the quantizer's input: encoder → quant_conv → pre_quant_norm."""
         self._check_pixel_values(pixel_values)
-        return self.quant_conv(self.encoder(pixel_values.to(self.quant_conv.weight.dtype)))
+        return self.pre_quant_norm(self.quant_conv(self.encoder(pixel_values.to(self.quant_conv.weight.dtype))))
 
     def encode(self, pixel_values: torch.Tensor) -> VQVAEEncoderOutput:
         """Images (B, C, H, W) → latents z_e (B, D, H/f, W/f), their codes z_q and code indices (B, H/f, W/f).
@@ -176,8 +193,9 @@ class VQVAEModel(VQVAEPreTrainedModel):
         return VQVAEEncoderOutput(latents=latents, quantized=vq.quantized, codebook_indices=vq.indices)
 
     def decode(self, latents_or_indices: torch.Tensor) -> torch.Tensor:
-        """Images (B, C, H, W) from latents z_e (B, D, h, w), which are quantized first, or from integer code
-        indices (B, h, w)."""
+        """Images (B, C, H, W) from latents z_e (B, D, h, w) as `encode` returns them (already through
+        `pre_quant_norm`, which is not applied again), which are quantized first, or from integer code indices
+        (B, h, w)."""
         if latents_or_indices.is_floating_point():
             if latents_or_indices.dim() != 4 or latents_or_indices.shape[1] != self.config.latent_channels:
                 raise ValueError(
@@ -211,7 +229,7 @@ class VQVAEModel(VQVAEPreTrainedModel):
             commitment_loss=vq.commitment,
             codebook_indices=vq.indices,
             perplexity=vq.perplexity,
-            codebook_usage=vq.active_codes,
+            active_codes=vq.active_codes,
         )
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         return output if return_dict else output.to_tuple()
@@ -222,11 +240,21 @@ class VQVAEModel(VQVAEPreTrainedModel):
 
         Its codebook is our effective one (`quantizer.codebook`: affine folded in, l2-normalised in cosine
         mode, where its Euclidean search over unit codes ranks codes as our cosine search does). Training
-        behaviour (β, ν, affine, LRU) does not carry over: diffusers' quantizer is a plain legacy VQ.
+        behaviour (β, ν, affine, LRU) does not carry over: diffusers' quantizer is a plain legacy VQ. Raises
+        `ValueError` for a model with a `pre_quant_norm`, which VQModel cannot express.
         """
+        config = self.config
+        if config.pre_quant_norm != "none":
+            # VQModel.encode ends at quant_conv and decode quantizes its input as is: a normalization between
+            # them has no place, and it cannot be folded into quant_conv (it is not linear in the latents).
+            raise ValueError(
+                f"to_diffusers() cannot export a model with pre_quant_norm={config.pre_quant_norm!r}: diffusers' VQModel "
+                "has no normalization between quant_conv and its quantizer, so its encode() and forward() would pick "
+                "other codes than this model. Train with pre_quant_norm='none' to export to diffusers, or keep "
+                "this model in transformers format (save_pretrained / from_pretrained, trust_remote_code=True)."
+            )
         from diffusers import VQModel
 
-        config = self.config
         blocks = len(config.block_out_channels)
         model = VQModel(
             in_channels=config.num_channels,

@@ -6,6 +6,7 @@ from typing import Any, ClassVar
 
 from transformers import ViTConfig
 
+from ..normalization import check_pre_quant_norm
 from ..quantizer_config import QuantizerSettingsMixin
 from ..remote_code import RemoteCodeConfigMixin
 from ..versioning import VersionedConfigMixin
@@ -37,6 +38,10 @@ class VQViTConfig(VersionedConfigMixin, QuantizerSettingsMixin, RemoteCodeConfig
         quantize_cls_token (`bool`, *optional*, defaults to `True`):
             Quantize the [CLS] token too. With `False` only the patch tokens go through the codebook and the
             [CLS] token carries continuous information past the bottleneck.
+        pre_quant_norm (`str`, *optional*, defaults to `"none"`):
+            Normalization of the tokens just before the quantizer (A.1): `"layernorm"` normalises each quantized
+            token over its `hidden_size` features (eps `layer_norm_eps`), without learnable affine; `"none"`
+            leaves them as block `quantizer_layer` outputs them. An unquantized [CLS] token is not normalised.
         quantizer (`dict` or [`QuantizerConfig`], *optional*):
             `VectorQuantizer` options (all but `dim` and `channel_first`). Unset options take the paper's ViT
             values (1024 codes, α 5, β 0.995, ν 0.01, learnable affine with lr scale 10), then the layer's
@@ -64,7 +69,7 @@ class VQViTConfig(VersionedConfigMixin, QuantizerSettingsMixin, RemoteCodeConfig
     }
     # Per-batch quantizer diagnostics are not predictions: keep them out of Trainer's eval "logits".
     keys_to_ignore_at_inference: ClassVar[list[str]] = [
-        "quantizer_loss", "commitment_loss", "codebook_indices", "perplexity", "codebook_usage",
+        "quantizer_loss", "commitment_loss", "codebook_indices", "perplexity", "active_codes",
     ]
 
     hidden_size: int = 192
@@ -74,6 +79,7 @@ class VQViTConfig(VersionedConfigMixin, QuantizerSettingsMixin, RemoteCodeConfig
     layer_norm_eps: float = 1e-6
     quantizer_layer: int | None = None
     quantize_cls_token: bool = True
+    pre_quant_norm: str = "none"
     quantizer: dict | None = None
 
     def __post_init__(self, **kwargs: Any):
@@ -89,8 +95,20 @@ class VQViTConfig(VersionedConfigMixin, QuantizerSettingsMixin, RemoteCodeConfig
                 f"quantizer_layer must be an int in [1, num_hidden_layers={self.num_hidden_layers}] (the block after "
                 f"which tokens are quantized), got {self.quantizer_layer!r}"
             )
+        self._check_pre_quant_norm()
         self._init_quantizer_settings()
         super().__post_init__(**kwargs)
+
+    def _check_pre_quant_norm(self) -> None:
+        """Raise `ValueError` naming `pre_quant_norm` if the model cannot build it (also run by the model, since
+        fields can be set after construction, e.g. by `from_pretrained(..., pre_quant_norm=...)`)."""
+        check_pre_quant_norm(
+            self.pre_quant_norm, ("none", "layernorm"),
+            hint="tokens (batch_size, sequence_length, hidden_size) are normalised one by one with 'layernorm'; "
+            "'groupnorm' is for the VQ-VAE's channel-first latents" if self.pre_quant_norm == "groupnorm" else "",
+        )
+        if self.pre_quant_norm == "layernorm" and self.hidden_size < 2:
+            raise ValueError(f"pre_quant_norm='layernorm' over hidden_size={self.hidden_size} feature maps every token to 0; use 'none'")
 
 
 __all__ = ["VQViTConfig", "PAPER_VIT_QUANTIZER"]

@@ -25,12 +25,14 @@ from transformers.utils.output_capturing import capture_outputs
 from ...quantization.layer import QuantizerOutput, VectorQuantizer
 from ..inputs import check_pixel_values
 from ..loading import QuantizerCheckpointMixin, init_quantizer_weights
+from ..normalization import build_pre_quant_norm
+from ..outputs import DeprecatedCodebookUsage
 from ..remote_code import RemoteCodeModelMixin
 from .configuration_vq_vit import VQViTConfig
 
 
 @dataclass
-class VQViTModelOutput(ModelOutput):
+class VQViTModelOutput(DeprecatedCodebookUsage, ModelOutput):
     """
     Output of [`VQViTModel`].
 
@@ -48,11 +50,13 @@ class VQViTModelOutput(ModelOutput):
             `quantize_cls_token=True`, else the `num_patches` patch tokens.
         perplexity (`torch.FloatTensor` of shape `()`):
             2^H of the batch's code histogram (§5.1).
-        codebook_usage (`torch.FloatTensor` of shape `()`):
-            Fraction of the codes used at least once in the batch.
+        active_codes (`torch.FloatTensor` of shape `()`):
+            Fraction of the K codes selected at least once in the batch. Also readable as `codebook_usage`, a
+            deprecated alias (FutureWarning) for one release.
         hidden_states (`tuple(torch.FloatTensor)`, *optional*, returned with `output_hidden_states=True`):
             Embedding output and the output of each block, `(batch_size, sequence_length, hidden_size)` each.
-            Entry `quantizer_layer` is that block's output before quantization (z_e).
+            Entry `quantizer_layer` is that block's output before `pre_quant_norm` and quantization (z_e when
+            `pre_quant_norm="none"`).
         attentions (`tuple(torch.FloatTensor)`, *optional*, returned with `output_attentions=True`):
             Attention weights of each block, `(batch_size, num_heads, sequence_length, sequence_length)`
             (eager attention).
@@ -64,13 +68,13 @@ class VQViTModelOutput(ModelOutput):
     commitment_loss: torch.FloatTensor | None = None
     codebook_indices: torch.LongTensor | None = None
     perplexity: torch.FloatTensor | None = None
-    codebook_usage: torch.FloatTensor | None = None
+    active_codes: torch.FloatTensor | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
     attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 @dataclass
-class VQViTImageClassifierOutput(ModelOutput):
+class VQViTImageClassifierOutput(DeprecatedCodebookUsage, ModelOutput):
     """
     Output of [`VQViTForImageClassification`].
 
@@ -79,7 +83,7 @@ class VQViTImageClassifierOutput(ModelOutput):
             Task loss (cross-entropy, or as `config.problem_type` says) plus `quantizer_loss`.
         logits (`torch.FloatTensor` of shape `(batch_size, num_labels)`):
             Classification scores from the [CLS] token.
-        quantizer_loss, commitment_loss, codebook_indices, perplexity, codebook_usage, hidden_states, attentions:
+        quantizer_loss, commitment_loss, codebook_indices, perplexity, active_codes, hidden_states, attentions:
             As in [`VQViTModelOutput`].
     """
 
@@ -89,13 +93,14 @@ class VQViTImageClassifierOutput(ModelOutput):
     commitment_loss: torch.FloatTensor | None = None
     codebook_indices: torch.LongTensor | None = None
     perplexity: torch.FloatTensor | None = None
-    codebook_usage: torch.FloatTensor | None = None
+    active_codes: torch.FloatTensor | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
     attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 class VQViTPreTrainedModel(QuantizerCheckpointMixin, RemoteCodeModelMixin, PreTrainedModel):
-    """Shared by the VQ-ViT models: a `ViTModel` trunk `self.vit` and a `VectorQuantizer` `self.quantizer`."""
+    """Shared by the VQ-ViT models: a `ViTModel` trunk `self.vit`, the `self.pre_quant_norm` module (identity by
+    default) and a `VectorQuantizer` `self.quantizer`."""
 
     config: VQViTConfig
     config_class = VQViTConfig
@@ -123,7 +128,11 @@ class VQViTPreTrainedModel(QuantizerCheckpointMixin, RemoteCodeModelMixin, PreTr
             super()._init_weights(module)
 
     def _build_trunk(self, config: VQViTConfig, add_pooling_layer: bool) -> None:
+        config._check_pre_quant_norm()  # again: a field may have been set after the config was built
         self.vit = ViTModel(config, add_pooling_layer=add_pooling_layer)
+        self.pre_quant_norm = build_pre_quant_norm(
+            config.pre_quant_norm, config.hidden_size, channel_first=False, eps=config.layer_norm_eps
+        )
         self.quantizer = config.quantizer.build(dim=config.hidden_size, channel_first=False)
 
     def get_input_embeddings(self):
@@ -139,14 +148,16 @@ class VQViTPreTrainedModel(QuantizerCheckpointMixin, RemoteCodeModelMixin, PreTr
             )
 
     def _quantize(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, QuantizerOutput]:
+        """Tokens → (tokens after the quantizer, its output); `pre_quant_norm` sees only the quantized tokens."""
         if self.config.quantize_cls_token:
-            vq = self.quantizer(hidden_states)
+            vq = self.quantizer(self.pre_quant_norm(hidden_states))
             return vq.quantized, vq
-        vq = self.quantizer(hidden_states[:, 1:])
+        vq = self.quantizer(self.pre_quant_norm(hidden_states[:, 1:]))
         return torch.cat([hidden_states[:, :1], vq.quantized], dim=1), vq
 
     def _trunk_forward(self, pixel_values, interpolate_pos_encoding, **kwargs) -> tuple[torch.Tensor, QuantizerOutput]:
-        """Embeddings → blocks 1..q → quantizer → blocks q+1..L → LayerNorm (ViTModel.forward with the VQ)."""
+        """Embeddings → blocks 1..q → pre_quant_norm → quantizer → blocks q+1..L → LayerNorm (ViTModel.forward
+        with the VQ)."""
         self._check_pixel_values(pixel_values, interpolate_pos_encoding)
         embeddings = self.vit.embeddings
         pixel_values = pixel_values.to(embeddings.patch_embeddings.projection.weight.dtype)
@@ -190,7 +201,7 @@ class VQViTModel(VQViTPreTrainedModel):
             commitment_loss=vq.commitment,
             codebook_indices=vq.indices,
             perplexity=vq.perplexity,
-            codebook_usage=vq.active_codes,
+            active_codes=vq.active_codes,
         )
 
 
@@ -263,7 +274,7 @@ class VQViTForImageClassification(VQViTPreTrainedModel):
             commitment_loss=vq.commitment,
             codebook_indices=vq.indices,
             perplexity=vq.perplexity,
-            codebook_usage=vq.active_codes,
+            active_codes=vq.active_codes,
         )
 
 
