@@ -1,0 +1,1 @@
+"""Native CPU (vq_cpu.cpp, built by cpu_extension.py) and Triton kernels of the quantizer, and the passes using them."""
