@@ -6,6 +6,7 @@ rounding. The build is cached, so only the first test of a fresh machine compile
 """
 
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -48,9 +49,11 @@ def test_the_library_builds_once_and_is_reused():
     lib = native_library()
     assert lib is not None, cpu_extension._state.get("error")
     assert lib.hf_vq_abi_version() == cpu_extension.ABI_VERSION
-    path = cpu_extension._build(cpu_extension._compiler(), cpu_extension.cache_dir())
+    flags = cpu_extension.OPTIONAL_FLAGS[0]
+    path = cpu_extension._build(cpu_extension._compiler(), cpu_extension.cache_dir(), flags)
+    assert path.name == Path(lib._name).name  # this machine takes the fastest build (-march=native -fopenmp)
     before = path.stat().st_mtime_ns
-    assert cpu_extension._build(cpu_extension._compiler(), cpu_extension.cache_dir()) == path  # cache hit
+    assert cpu_extension._build(cpu_extension._compiler(), cpu_extension.cache_dir(), flags) == path  # cache hit
     assert path.stat().st_mtime_ns == before
 
 
@@ -203,3 +206,19 @@ def test_unbuildable_kernels_warn_once_and_the_torch_path_gives_the_same_results
     assert "no C++ compiler found" in str(native_warnings[0].message)
     assert "HF_VQ_DISABLE_NATIVE=1" in str(native_warnings[0].message)
     assert torch.equal(out.indices, expected)
+
+
+@needs_compiler
+def test_a_build_that_fails_falls_back_to_the_next_flags_without_a_warning(monkeypatch, tmp_path):
+    # e.g. a compiler without OpenMP: the next, plainer build is taken
+    monkeypatch.setattr(cpu_extension, "_state", {})
+    monkeypatch.setattr(cpu_extension, "OPTIONAL_FLAGS", [["-fno-such-flag-hf-vq"], []])
+    monkeypatch.setattr(cpu_extension, "BASE_FLAGS", [f for f in cpu_extension.BASE_FLAGS if f != "-O3"])  # quick build
+    monkeypatch.setenv(cpu_extension.CACHE_ENV, str(tmp_path))
+    monkeypatch.delenv(cpu_extension.DISABLE_ENV, raising=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lib = native_library()
+    assert lib is not None and Path(lib._name).parent == tmp_path
+    z, c = torch.randn(100, 5), torch.randn(7, 5)
+    assert torch.equal(nearest_code(z, c), brute_force(z, c))

@@ -67,37 +67,36 @@ def _cpu_identity() -> str:
         return platform.processor() + platform.machine()
 
 
-def _build(compiler: str, directory: Path) -> Path:
-    source = SOURCE.read_bytes()
+def _compiler_version(compiler: str) -> str:
     try:
-        version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=60).stdout
+        return subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=60).stdout
     except (OSError, subprocess.SubprocessError) as exc:
         raise RuntimeError(f"{compiler} --version failed: {exc}") from exc
-    key = hashlib.sha256(b"\0".join([source, version.encode(), " ".join(BASE_FLAGS).encode(), _cpu_identity().encode(),
-                                     str(OPTIONAL_FLAGS).encode()])).hexdigest()[:16]
+
+
+def _build(compiler: str, directory: Path, extra: list[str]) -> Path:
+    """The library built with BASE_FLAGS + `extra`, from the cache when this exact build is there."""
+    key = hashlib.sha256(b"\0".join([SOURCE.read_bytes(), _compiler_version(compiler).encode(),
+                                     " ".join(BASE_FLAGS + extra).encode(), _cpu_identity().encode()])).hexdigest()[:16]
     target = directory / f"vq_cpu-{key}.so"
     if target.is_file():
         return target
     directory.mkdir(parents=True, exist_ok=True)
-    errors = []
-    for extra in OPTIONAL_FLAGS:
-        # Built under a private name and renamed: concurrent processes (DDP ranks, test workers) never load
-        # a half-written file, and the last rename wins with an identical library.
-        fd, tmp = tempfile.mkstemp(suffix=".so", dir=directory)
-        os.close(fd)
-        cmd = [compiler, *BASE_FLAGS, *extra, str(SOURCE), "-o", tmp]
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-        except (OSError, subprocess.SubprocessError) as exc:
-            proc = None
-            errors.append(f"{' '.join(cmd)}: {exc}")
-        if proc is not None and proc.returncode == 0:
-            os.replace(tmp, target)
-            return target
+    # Built under a private name and renamed: concurrent processes (DDP ranks, test workers) never load a
+    # half-written file, and the last rename wins with an identical library.
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=directory)
+    os.close(fd)
+    cmd = [compiler, *BASE_FLAGS, *extra, str(SOURCE), "-o", tmp]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    except (OSError, subprocess.SubprocessError) as exc:
         os.unlink(tmp)
-        if proc is not None:
-            errors.append(f"{' '.join(cmd)}:\n{(proc.stderr or proc.stdout).strip()[-1500:]}")
-    raise RuntimeError("compilation failed:\n" + "\n".join(errors))
+        raise RuntimeError(f"{' '.join(cmd)}: {exc}") from exc
+    if proc.returncode != 0:
+        os.unlink(tmp)
+        raise RuntimeError(f"{' '.join(cmd)}:\n{(proc.stderr or proc.stdout).strip()[-1500:]}")
+    os.replace(tmp, target)
+    return target
 
 
 def _bind(lib: ctypes.CDLL) -> ctypes.CDLL:
@@ -135,7 +134,13 @@ def _load() -> ctypes.CDLL | None:
         compiler = _compiler()
         if compiler is None:
             raise RuntimeError("no C++ compiler found (set $CXX, or install g++ or clang++)")
-        return _bind(ctypes.CDLL(str(_build(compiler, cache_dir()))))
+        errors = []
+        for extra in OPTIONAL_FLAGS:  # e.g. a library whose OpenMP the process cannot load: the next one
+            try:
+                return _bind(ctypes.CDLL(str(_build(compiler, cache_dir(), extra))))
+            except (OSError, RuntimeError, AttributeError) as exc:
+                errors.append(str(exc))
+        raise RuntimeError("no build could be loaded:\n" + "\n".join(errors))
     except Exception as exc:  # noqa: BLE001 - any failure means: use the torch path, and say why once
         _state["error"] = str(exc)
         warnings.warn(
