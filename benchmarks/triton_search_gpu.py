@@ -71,7 +71,7 @@ def main() -> int:
             out["exact"][f"{name}, {label}"] = mismatches
             print(f"exactness {name:10s} {label:16s}: {mismatches} of {n:,} differ from float64")
 
-    peak_n = 2048 if args.small else 8192
+    peak_n = 512 if args.small else 8192
     a = torch.randn(peak_n, peak_n, device=device, dtype=torch.bfloat16)
     peak = 2 * peak_n**3 / timed(lambda: a @ a, device, 3 if args.small else 20) / 1e12
     out["bf16_peak_tflops_measured"] = peak
