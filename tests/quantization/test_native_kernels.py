@@ -2,7 +2,7 @@
 
 Indices must equal a float64 brute force (except at exact ties, where both take the lowest index);
 gradients must be bit-identical to the torch path for any thread count; sse must agree to float64
-rounding. The build is cached, so only the first test of a fresh machine compiles (about a second).
+rounding. The build is cached, so only the first test of a fresh machine compiles (a few seconds).
 """
 
 import warnings

@@ -1,6 +1,6 @@
 """The native CPU kernels (vq_cpu.cpp): built on first use, cached, called through ctypes.
 
-The source has no torch or Python headers, so a build takes a second or two and needs only a C++17
+The source has no torch or Python headers, so a build takes a few seconds and needs only a C++17
 compiler (`$CXX`, else `c++`, `g++` or `clang++`); OpenMP is used when the compiler has it. The library is
 built once per machine for its own CPU (`-march=native`) into `$HF_VQ_CACHE_DIR` (default
 `~/.cache/hf_vq/kernels`), named by a hash of the source, the compiler, the flags and the CPU, so every

@@ -1,7 +1,7 @@
 // Native CPU kernels of the VQ layer: the nearest-code search fused with the z_q gather and the squared
 // error, and the one-pass straight-through backward. Loaded by cpu_extension.py through ctypes.
 //
-// A plain C ABI over raw pointers: no torch or Python headers, so a build takes about a second and needs
+// A plain C ABI over raw pointers: no torch or Python headers, so a build takes a few seconds and needs
 // only a C++17 compiler (OpenMP optional). All conventions (centring, the coefficients of the loss) are
 // the caller's; these functions compute
 //   search:   k_i = argmax_j (z_i · s_j − h_j)            (first j at exact ties, like torch.argmax)
