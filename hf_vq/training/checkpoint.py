@@ -27,8 +27,7 @@ from pathlib import Path
 import torch
 
 from ..version import __version__, written_by_newer_release
-from .config import VERSION_KEY, ConfigError
-from .tracking import flatten
+from .config import VERSION_KEY, ConfigError, flatten
 
 MARKER = "hf_vq_checkpoint.json"
 EXTRA_STATE = "hf_vq_extra_state.pt"

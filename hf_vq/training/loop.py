@@ -15,13 +15,13 @@ from accelerate.utils import set_seed
 from torch import nn
 
 from .checkpoint import save_checkpoint
-from .config import RunConfig, load_config
+from .config import RunConfig, exit_on_config_error, load_config
 from .data import PreparedData, image_processor, make_loaders, prepare_data
 from .evaluate import evaluate
 from .export import CONFIG_FILE, dump_rank_state, print_summary, push, save_final
 from .optim import build_optimizers, count_steps
 from .plots import code_usage, training_curves
-from .runtime import build_model_config, exit_on_config_error, load_checkpoint, make_accelerator, preflight
+from .runtime import build_model_config, load_checkpoint, make_accelerator, preflight
 from .step import StepStats, prepare_quantizers, seed_step, step_scalars, train_step
 from .tasks import Task
 from .tracking import RunLogger, progress_bar

@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import sys
 from pathlib import Path
 
 from .checkpoint import complete_checkpoints, config_changes, load_extra_state, read_checkpoint_info, resolve_resume
 from .config import ConfigError, RunConfig
 from .tracking import log_with
-
-
-@contextlib.contextmanager
-def exit_on_config_error():
-    """Turn a ConfigError raised inside into `error: <message>` on stderr and exit status 2."""
-    try:
-        yield
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr, flush=True)
-        raise SystemExit(2) from None
 
 
 def make_accelerator(cfg: RunConfig):
@@ -107,4 +95,4 @@ def load_checkpoint(accelerator, path: Path | None, cfg: RunConfig | None = None
     return info
 
 
-__all__ = ["build_model_config", "preflight", "exit_on_config_error", "load_checkpoint", "make_accelerator"]
+__all__ = ["build_model_config", "preflight", "load_checkpoint", "make_accelerator"]

@@ -15,6 +15,8 @@ import math
 import os
 from pathlib import Path
 
+from .config import flatten
+
 LOG_FILE = "train_log.jsonl"
 
 
@@ -102,20 +104,10 @@ def tracker_config(flat: dict) -> dict:
     return {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in flat.items()}
 
 
-def flatten(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(flatten(value, f"{prefix}{key}."))
-        else:
-            out[prefix + key] = value
-    return out
-
-
 def progress_bar(total: int, initial: int, enabled: bool):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, initial=initial, disable=not enabled, dynamic_ncols=True, desc="train")
 
 
-__all__ = ["LOG_FILE", "RunLogger", "flatten", "log_with", "progress_bar", "read_log", "tracker_config"]
+__all__ = ["LOG_FILE", "RunLogger", "log_with", "progress_bar", "read_log", "tracker_config"]
