@@ -145,7 +145,7 @@ def train(cfg: RunConfig, task: Task, *, data: PreparedData | None = None, callb
         processor = image_processor(model_config.image_size, data.mean, data.std, cfg.data.resample)
         save_final(accelerator, model, processor, cfg, metrics, plots, facts)
         print_summary(cfg, metrics, plots, facts)
-        push(accelerator, model, processor, cfg, plots)
+        push(accelerator, cfg)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return TrainResult(unwrapped, metrics, facts)

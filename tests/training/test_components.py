@@ -180,26 +180,12 @@ class _MainProcess:
         return model
 
 
-def test_save_final_and_push_in_one_commit(tmp_path, monkeypatch):
-    from hf_vq import hub
+def test_save_final_and_push_in_one_commit(tmp_path, hub_calls):
     from hf_vq.training.config import RunConfig
     from hf_vq.training.data import image_processor
     from hf_vq.training.export import push, save_final
     from hf_vq.training.plots import code_usage
 
-    commits = []
-
-    class FakeApi:
-        def __init__(self, token=None):
-            pass
-
-        def create_repo(self, repo_id, exist_ok, private):
-            pass
-
-        def create_commit(self, repo_id, operations, commit_message, revision):
-            commits.append((repo_id, sorted(op.path_in_repo for op in operations)))
-
-    monkeypatch.setattr(hub, "HfApi", FakeApi)
     model = VQVAEModel(VQVAEConfig(**TINY_VAE))
     cfg = RunConfig(output_dir=str(tmp_path / "out"), push_to_hub="me/tiny-vq")
     metrics = {"mse": 0.1, "psnr": 20.0, "perplexity": 3.0, "active_codes": 0.5, "quantization_error": 0.2,
@@ -210,13 +196,22 @@ def test_save_final_and_push_in_one_commit(tmp_path, monkeypatch):
     assert (out / "model.safetensors").is_file() and (out / "preprocessor_config.json").is_file()
     card = (out / "README.md").read_text()
     assert "me/tiny-vq" in card and "value: 20.0" in card and "plots/code_usage.png" in card
+    assert "| Active codes (fraction of K) | 0.5 |" in card and "| Codebook size K | 8 |" in card
+    # what a run leaves next to the model: its log and config, and local state that is not uploaded
     (out / "train_log.jsonl").write_text("{}\n")
-    push(_MainProcess(), model, processor, cfg, [plot])
-    [(repo, files)] = commits
-    assert repo == "me/tiny-vq"
+    (out / "training_config.yaml").write_text(cfg.to_yaml())
+    for local in ("checkpoints/step_000000001/optimizer.bin", "tensorboard/events.out.tfevents.1",
+                  "debug/rank0.safetensors"):
+        (out / local).parent.mkdir(parents=True, exist_ok=True)
+        (out / local).write_bytes(b"local")
+    push(_MainProcess(), cfg)
+    [(repo, files, kwargs)] = hub_calls.uploads
+    assert repo == "me/tiny-vq" and kwargs["commit_message"] == "Upload hf_vq model trained with hf_vq.training"
+    written = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    assert set(files) == {p for p in written if not p.startswith(("checkpoints/", "tensorboard/", "debug/"))}
     assert {"README.md", "config.json", "model.safetensors", "preprocessor_config.json", "plots/code_usage.png",
-            "train_log.jsonl", "eval_results.json"} <= set(files)
-    assert not [f for f in files if f.endswith((".bin", ".pt", ".pkl"))]
+            "train_log.jsonl", "training_config.yaml", "eval_results.json"} <= set(files)
+    assert files["README.md"] == (out / "README.md").read_bytes()  # the card save_final wrote, not a re-render
 
 
 def test_preflight_refuses_a_push_that_cannot_happen(monkeypatch):
