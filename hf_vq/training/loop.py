@@ -16,7 +16,8 @@ from torch import nn
 
 from .checkpoint import save_checkpoint
 from .config import RunConfig, exit_on_config_error, load_config
-from .data import PreparedData, image_processor, make_loaders, prepare_data
+from ..data import image_processor
+from .data import PreparedData, make_loaders, prepare_data
 from .evaluate import evaluate
 from .export import CONFIG_FILE, dump_rank_state, print_summary, push, save_final
 from .optim import build_optimizers, count_steps
@@ -142,7 +143,7 @@ def train(cfg: RunConfig, task: Task, *, data: PreparedData | None = None, callb
         plots = [training_curves(log.records(), plot_dir / "training_curves.png", task_metric=task.metric),
                  code_usage(metrics["code_histogram"], plot_dir / "code_usage.png"),
                  *(plot(unwrapped, data, cfg, plot_dir) for plot in task.plots)]
-        processor = image_processor(model_config.image_size, data.mean, data.std, cfg.data.resample)
+        processor = data.processor or image_processor(model_config.image_size, data.mean, data.std, cfg.data.resample)
         save_final(accelerator, model, processor, cfg, metrics, plots, facts)
         print_summary(cfg, metrics, plots, facts)
         push(accelerator, cfg)

@@ -182,7 +182,7 @@ class _MainProcess:
 
 def test_save_final_and_push_in_one_commit(tmp_path, hub_calls):
     from hf_vq.training.config import RunConfig
-    from hf_vq.training.data import image_processor
+    from hf_vq.data import image_processor
     from hf_vq.training.export import push, save_final
     from hf_vq.training.plots import code_usage
 
