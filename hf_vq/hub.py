@@ -30,7 +30,6 @@ from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
 from huggingface_hub.hf_api import DEFAULT_IGNORE_PATTERNS
 from huggingface_hub.utils import HFValidationError, filter_repo_objects, validate_repo_id
 
-
 __all__ = ["CITATION", "PICKLE_SUFFIXES", "files_to_upload", "find_template", "push_folder", "push_to_hub",
            "render_model_card", "save_model_card"]
 
@@ -51,7 +50,8 @@ PAPER_TITLE = (
     "Quantized Networks"
 )
 CITATION = """@inproceedings{huh2023straightening,
-  title     = {Straightening Out the Straight-Through Estimator: Overcoming Optimization Challenges in Vector Quantized Networks},
+  title     = {Straightening Out the Straight-Through Estimator: Overcoming Optimization Challenges in
+               Vector Quantized Networks},
   author    = {Huh, Minyoung and Cheung, Brian and Agrawal, Pulkit and Isola, Phillip},
   booktitle = {Proceedings of the 40th International Conference on Machine Learning},
   series    = {Proceedings of Machine Learning Research},
@@ -280,7 +280,9 @@ def render_model_card(
         kind = str(template)
     task, classifier = _TEMPLATE_KINDS[kind]["task"], _TEMPLATE_KINDS[kind]["classifier"]
     class_name, library = type(model).__name__, _library(model)
-    auto_class = "AutoModelForImageClassification" if classifier and "ImageClassification" in class_name else "AutoModel"
+    auto_class = (
+        "AutoModelForImageClassification" if classifier and "ImageClassification" in class_name else "AutoModel"
+    )
 
     training = {k: v for k, v in (training_args or {}).items() if not _SECRET.search(str(k))}
     settings, quantizer_modules = _quantizer_settings(model, quantizer_settings)
@@ -334,7 +336,9 @@ def render_model_card(
     )
 
 
-def save_model_card(card: ModelCard | str, directory: str | os.PathLike, *, plots: Iterable[str | os.PathLike] = ()) -> Path:
+def save_model_card(
+    card: ModelCard | str, directory: str | os.PathLike, *, plots: Iterable[str | os.PathLike] = ()
+) -> Path:
     """Write `card` to `directory/README.md` and copy `plots` to `directory/plots/`; returns the README path."""
     plot_paths = _check_plots(plots)
     if not isinstance(card, (ModelCard, str)):
@@ -361,7 +365,9 @@ def _check_repo_id(repo_id: Any) -> None:
             raise HFValidationError(f"not a string ({type(repo_id).__name__})")
         validate_repo_id(repo_id)
     except HFValidationError as error:
-        raise ValueError(f"repo_id must be 'name' or 'namespace/name' (letters, digits, '-', '_', '.'), got {repo_id!r}: {error}") from None
+        raise ValueError(
+            f"repo_id must be 'name' or 'namespace/name' (letters, digits, '-', '_', '.'), got {repo_id!r}: {error}"
+        ) from None
 
 
 def _check_plots(plots: Iterable[str | os.PathLike]) -> list[Path]:
@@ -373,7 +379,10 @@ def _check_plots(plots: Iterable[str | os.PathLike]) -> list[Path]:
         if not path.is_file():
             raise FileNotFoundError(f"plot file not found: {path}")
         if path.name in names:
-            raise ValueError(f"two plots share the file name {path.name!r} ({names[path.name]} and {path}); they both go to {PLOTS_DIR}/")
+            raise ValueError(
+                f"two plots share the file name {path.name!r} ({names[path.name]} and {path}); "
+                f"they both go to {PLOTS_DIR}/"
+            )
         names[path.name] = path
         paths.append(path)
     return paths

@@ -31,11 +31,14 @@ def test_wheel_carries_the_model_card_templates(tmp_path):
 
     # the installed layout finds its templates (no repository around it)
     child = (
-        "import sys; sys.meta_path[:] = [f for f in sys.meta_path if '__editable__' not in getattr(f, '__module__', '')];"
+        "import sys; sys.meta_path[:] = [f for f in sys.meta_path "
+        "if '__editable__' not in getattr(f, '__module__', '')];"
         f"sys.path.insert(0, {str(tmp_path / 'site')!r}); import hf_vq.hub as h;"
         "print(h.__file__); print(*[h.find_template(n) for n in h.TEMPLATE_NAMES], sep='\\n')"
     )
-    result = subprocess.run([sys.executable, "-I", "-c", child], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", child], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     for line in result.stdout.split():
         assert Path(line).is_relative_to(tmp_path / "site"), result.stdout

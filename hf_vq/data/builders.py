@@ -62,7 +62,8 @@ PATCH_BLOCK = 128
 """Side of the square blocks that the patch train/test split assigns whole (a multiple of ``PATCH_SIZE``)."""
 
 PATCH_MIN_STD = 1.0
-"""Patches whose largest per-channel standard deviation (0..255 scale) is below this are flat background and dropped."""
+"""Patches whose largest per-channel standard deviation (0..255 scale) is below this are flat background and
+dropped."""
 
 
 def _read_idx(path: Path) -> np.ndarray:

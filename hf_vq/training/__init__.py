@@ -2,9 +2,9 @@
 configuration, data, optimizers and schedules, the step, evaluation, checkpoints, logging, plots and the final
 export. `training/train_vqvae.py` and `training/train_vq_vit.py` are `main(task, DEFAULTS)`."""
 
+from ..data import image_processor
 from .checkpoint import complete_checkpoints, resolve_resume, save_checkpoint
 from .config import ConfigError, RunConfig, build_config, exit_on_config_error, flatten, load_config
-from ..data import image_processor
 from .data import PreparedData, make_loaders, prepare_data
 from .evaluate import evaluate
 from .export import CONFIG_FILE, dump_rank_state, print_summary, push, save_final

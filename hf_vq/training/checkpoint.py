@@ -117,8 +117,8 @@ def resolve_resume(resume: str, output_dir: str | os.PathLike) -> Path | None:
         found = complete_checkpoints(output_dir)
         if not found:
             raise ConfigError(
-                f"resume: latest: no complete checkpoint in {checkpoints_dir(output_dir)} (a checkpoint is written every "
-                "checkpoint.save_every optimizer steps; incomplete '.tmp' folders are never resumed)"
+                f"resume: latest: no complete checkpoint in {checkpoints_dir(output_dir)} (a checkpoint is written "
+                "every checkpoint.save_every optimizer steps; incomplete '.tmp' folders are never resumed)"
             )
         return _same_or_older_release(found[-1])
     path = Path(resume)
@@ -173,4 +173,12 @@ def config_changes(saved: dict | None, current: dict) -> list[str]:
             if a.get(k) != b.get(k) and not k.startswith(_FREE_TO_CHANGE)]
 
 
-__all__ = ["MARKER", "checkpoints_dir", "complete_checkpoints", "config_changes", "read_checkpoint_info", "resolve_resume", "save_checkpoint"]
+__all__ = [
+    "MARKER",
+    "checkpoints_dir",
+    "complete_checkpoints",
+    "config_changes",
+    "read_checkpoint_info",
+    "resolve_resume",
+    "save_checkpoint",
+]

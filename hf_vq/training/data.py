@@ -61,7 +61,9 @@ def _subset(ds: datasets.Dataset, limit: int | None, seed: int) -> datasets.Data
     return ds.shuffle(seed=seed).select(range(limit)).flatten_indices()
 
 
-def prepare_data(cfg: DataConfig, *, image_size: int, num_channels: int, need_labels: bool, seed: int = 0) -> PreparedData:
+def prepare_data(
+    cfg: DataConfig, *, image_size: int, num_channels: int, need_labels: bool, seed: int = 0
+) -> PreparedData:
     """Train/test datasets with the torch transform attached, after the checks that stop a bad run early.
 
     Raises ConfigError for: a source that cannot be loaded (naming data.source and the offline options),

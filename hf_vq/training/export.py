@@ -72,7 +72,9 @@ def save_final(accelerator, model, processor, cfg: RunConfig, metrics: dict, plo
         plots=[p.resolve() for p in plots],
     )
     save_model_card(card, out, plots=[p.resolve() for p in plots])
-    (out / RESULTS_FILE).write_text(json.dumps({**results, "num_examples": metrics.get("num_examples"), **facts}, indent=2) + "\n")
+    (out / RESULTS_FILE).write_text(
+        json.dumps({**results, "num_examples": metrics.get("num_examples"), **facts}, indent=2) + "\n"
+    )
     return out
 
 
@@ -106,7 +108,8 @@ def print_summary(cfg: RunConfig, metrics: dict, plots: list[Path], facts: dict)
         f"perplexity         {metrics['perplexity']:.1f}  (of {k} codes)",
         f"active codes       {round(metrics['active_codes'] * k)}/{k} ({100 * metrics['active_codes']:.1f} %)",
         f"quantization error {metrics['quantization_error']:.4g}",
-        f"model, card        {Path(cfg.output_dir).resolve()}  (model.safetensors, config.json, preprocessor_config.json, README.md)",
+        f"model, card        {Path(cfg.output_dir).resolve()}  "
+        "(model.safetensors, config.json, preprocessor_config.json, README.md)",
         f"plots              {', '.join(str(p) for p in plots)}",
         f"log                {Path(cfg.output_dir) / LOG_FILE}",
     ]
@@ -130,4 +133,13 @@ def dump_rank_state(accelerator, model, output_dir: str | os.PathLike) -> Path:
     return path
 
 
-__all__ = ["CONFIG_FILE", "NOT_UPLOADED", "RESULTS_FILE", "dump_rank_state", "eval_results", "print_summary", "push", "save_final"]
+__all__ = [
+    "CONFIG_FILE",
+    "NOT_UPLOADED",
+    "RESULTS_FILE",
+    "dump_rank_state",
+    "eval_results",
+    "print_summary",
+    "push",
+    "save_final",
+]

@@ -14,9 +14,9 @@ from pathlib import Path
 from accelerate.utils import set_seed
 from torch import nn
 
+from ..data import image_processor
 from .checkpoint import save_checkpoint
 from .config import RunConfig, exit_on_config_error, load_config
-from ..data import image_processor
 from .data import PreparedData, make_loaders, prepare_data
 from .evaluate import evaluate
 from .export import CONFIG_FILE, dump_rank_state, print_summary, push, save_final
@@ -155,7 +155,9 @@ def train(cfg: RunConfig, task: Task, *, data: PreparedData | None = None, callb
 def main(task: Task, defaults: dict, argv: list[str] | None = None) -> TrainResult:
     """A training script: the config from `argv` (default: the command line) over `defaults`, then `train`; a
     bad input ends the run with `error: <message>` and exit status 2."""
-    cfg = load_config(argv, task=task.name, model_config_class=task.config_class, defaults=defaults, script=task.script)
+    cfg = load_config(
+        argv, task=task.name, model_config_class=task.config_class, defaults=defaults, script=task.script
+    )
     with exit_on_config_error():
         return train(cfg, task)
 

@@ -53,7 +53,9 @@ class RunLogger:
             # a resumed run drops the records the killed run wrote after its checkpoint; written aside and
             # renamed, so a kill during the rewrite leaves the old log, not a truncated one
             old = _records(self.path) if resume_step is not None and self.path.exists() else []
-            kept = [line for line, record in old if record.get("step", 0) <= resume_step and record.get("kind") != "end"]
+            kept = [
+                line for line, record in old if record.get("step", 0) <= resume_step and record.get("kind") != "end"
+            ]
             tmp = self.path.with_name(self.path.name + ".tmp")
             tmp.write_text("".join(line + "\n" for line in kept))
             os.replace(tmp, self.path)
@@ -93,7 +95,9 @@ def read_log(path: str | os.PathLike) -> list[dict]:
 
 def log_with(choice: str) -> list[str]:
     """Accelerate `log_with` for logging.log_with: "auto" → tensorboard when importable."""
-    available = importlib.util.find_spec("tensorboard") is not None or importlib.util.find_spec("tensorboardX") is not None
+    available = (
+        importlib.util.find_spec("tensorboard") is not None or importlib.util.find_spec("tensorboardX") is not None
+    )
     if choice == "tensorboard" or (choice == "auto" and available):
         return ["tensorboard"]
     return []

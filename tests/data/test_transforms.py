@@ -51,8 +51,10 @@ def test_transform_normalizations_are_exact():
         ImageTransform(8, 1, normalize=(mean, std))
 
 
-@pytest.mark.parametrize("num_channels,normalize,resample", [(3, "minus_one_one", "bicubic"), (1, "zero_one", "bilinear"),
-                                                             (3, "imagenet", "bilinear")])
+@pytest.mark.parametrize(
+    "num_channels,normalize,resample",
+    [(3, "minus_one_one", "bicubic"), (1, "zero_one", "bilinear"), (3, "imagenet", "bilinear")],
+)
 def test_the_training_transform_is_the_saved_image_processor(tmp_path, num_channels, normalize, resample):
     """What a model sees in training equals, bit for bit, what `AutoImageProcessor.from_pretrained(<run folder>)`
     makes of the same PIL images at inference, images that need resizing included."""
