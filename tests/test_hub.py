@@ -125,11 +125,8 @@ def test_push_one_commit_with_exact_files(vit, plots, hub_calls, tmp_path):
     assert entry["name"] == "tiny-vq-vit"
     (result_entry,) = entry["results"]
     assert result_entry["task"]["type"] == "image-classification"
-    assert result_entry["dataset"] == {
-        "name": "Fashion-MNIST",
-        "type": "zalando-datasets/fashion_mnist",
-        "split": "test",
-    }
+    assert result_entry["dataset"] == {"name": "Fashion-MNIST", "type": "zalando-datasets/fashion_mnist",
+                                       "split": "test"}
     assert {m["type"]: m["value"] for m in result_entry["metrics"]} == EVAL
 
     parsed = ModelCard(readme.decode("utf-8"))
@@ -137,30 +134,17 @@ def test_push_one_commit_with_exact_files(vit, plots, hub_calls, tmp_path):
     assert parsed.data.library_name == "transformers"
 
     body = parsed.text
-    for needle in (
-        "## Quantizer settings",
-        "| Codebook size K | `512` |",
-        "α, commitment weight",
-        "| `5` |",
-        "β, codebook share",
-        "`0.995`",
-        "ν, synchronized update (eq 21) | `0.01` |",
-        "Affine re-parameterisation (§4.1) | `learnable` |",
-        "LRU replacement after (steps, 0 = off) | `20` |",
-        "k-means initialisation (A.7) | `yes` |",
-        "## Codebook usage",
-        "| Perplexity 2^H | 412.5 |",
-        "## Evaluation results",
-        "| Accuracy | 0.8125 |",
-        "`learning_rate`",
-        "import hf_vq",
-        'AutoModelForImageClassification.from_pretrained("me/tiny-vq-vit")',
-        'AutoImageProcessor.from_pretrained("me/tiny-vq-vit")',
-        "![loss](plots/loss.png)",
-        "![codebook usage](plots/codebook_usage.png)",
-        "@inproceedings{huh2023straightening",
-        "Huh, Minyoung and Cheung, Brian and Agrawal, Pulkit and Isola, Phillip",
-    ):
+    for needle in ("## Quantizer settings", "| Codebook size K | `512` |", "α, commitment weight", "| `5` |",
+                   "β, codebook share", "`0.995`", "ν, synchronized update (eq 21) | `0.01` |",
+                   "Affine re-parameterisation (§4.1) | `learnable` |",
+                   "LRU replacement after (steps, 0 = off) | `20` |",
+                   "k-means initialisation (A.7) | `yes` |", "## Codebook usage", "| Perplexity 2^H | 412.5 |",
+                   "## Evaluation results", "| Accuracy | 0.8125 |", "`learning_rate`",
+                   "import hf_vq", 'AutoModelForImageClassification.from_pretrained("me/tiny-vq-vit")',
+                   'AutoImageProcessor.from_pretrained("me/tiny-vq-vit")',
+                   "![loss](plots/loss.png)", "![codebook usage](plots/codebook_usage.png)",
+                   "@inproceedings{huh2023straightening",
+                   "Huh, Minyoung and Cheung, Brian and Agrawal, Pulkit and Isola, Phillip"):
         assert needle in body, needle
     assert "secret" not in body and "hub_token" not in body
     # A plain ViT has no remote code: no trust_remote_code snippet.
@@ -173,13 +157,8 @@ def test_push_renders_a_card_when_none_given(vit, plots, hub_calls):
     assert hub_calls.create_repo == [] and hub_calls.create_branch == []
     (_, files, kwargs) = hub_calls.uploads[0]
     assert kwargs["revision"] == "main"
-    assert set(files) == {
-        "config.json",
-        "model.safetensors",
-        "README.md",
-        "plots/loss.png",
-        "plots/codebook_usage.png",
-    }
+    assert set(files) == {"config.json", "model.safetensors", "README.md", "plots/loss.png",
+                          "plots/codebook_usage.png"}
     meta = _metadata(files["README.md"])
     assert meta["library_name"] == "transformers" and "hf_vq" in meta["tags"] and "model-index" not in meta
     text = files["README.md"].decode()
@@ -190,9 +169,8 @@ def test_revision_branch_and_extra_files(vit, tmp_path, hub_calls):
     model, _ = vit
     extra = tmp_path / "eval.json"
     extra.write_text('{"accuracy": 0.5}')
-    push_to_hub(
-        model, "me/x", card="---\nlicense: mit\n---\n# x\n", extra_files={"results/eval.json": extra}, revision="v1"
-    )
+    push_to_hub(model, "me/x", card="---\nlicense: mit\n---\n# x\n", extra_files={"results/eval.json": extra},
+                revision="v1")
     assert hub_calls.create_branch == [("me/x", {"branch": "v1", "exist_ok": True})]
     (_, files, kwargs) = hub_calls.uploads[0]
     assert kwargs["revision"] == "v1"
@@ -335,13 +313,8 @@ def test_push_folder_sends_the_folder_but_what_it_leaves_out(vit, tmp_path, hub_
     push_folder(folder, "me/run", ignore_patterns=["checkpoints/"], commit_message="a run")
     [(repo_id, files, kwargs)] = hub_calls.uploads
     assert repo_id == "me/run" and kwargs == {"commit_message": "a run", "revision": None}
-    assert set(files) == {
-        "config.json",
-        "model.safetensors",
-        "preprocessor_config.json",
-        "README.md",
-        "plots/loss.png",
-    }
+    assert set(files) == {"config.json", "model.safetensors", "preprocessor_config.json", "README.md",
+                          "plots/loss.png"}
     assert files["model.safetensors"] == (folder / "model.safetensors").read_bytes()
     with pytest.raises(RuntimeError, match=r"pickle files \['checkpoints/step_000000004/random_states_0.pkl'\]"):
         push_folder(folder, "me/run")  # without the ignore pattern: refused before any request

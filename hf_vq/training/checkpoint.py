@@ -173,12 +173,5 @@ def config_changes(saved: dict | None, current: dict) -> list[str]:
             if a.get(k) != b.get(k) and not k.startswith(_FREE_TO_CHANGE)]
 
 
-__all__ = [
-    "MARKER",
-    "checkpoints_dir",
-    "complete_checkpoints",
-    "config_changes",
-    "read_checkpoint_info",
-    "resolve_resume",
-    "save_checkpoint",
-]
+__all__ = ["MARKER", "checkpoints_dir", "complete_checkpoints", "config_changes", "read_checkpoint_info",
+           "resolve_resume", "save_checkpoint"]

@@ -136,10 +136,8 @@ class TrainConfig:
                  f"train.gradient_accumulation_steps must be >= 1, got {self.gradient_accumulation_steps}")
         _require(self.epochs > 0 or (self.max_steps or 0) > 0,
                  f"train.epochs must be > 0 (or set train.max_steps), got {self.epochs}")
-        _require(
-            self.max_steps is None or self.max_steps >= 1,
-            f"train.max_steps must be >= 1 or null, got {self.max_steps}",
-        )
+        _require(self.max_steps is None or self.max_steps >= 1,
+                 f"train.max_steps must be >= 1 or null, got {self.max_steps}")
         _require(self.lr > 0, f"train.lr must be > 0, got {self.lr}")
         _require(self.weight_decay >= 0, f"train.weight_decay must be >= 0, got {self.weight_decay}")
         _require(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
@@ -294,12 +292,8 @@ def _docs(*classes) -> dict[str, str]:
 
     docs = {}
     for cls in reversed(classes):
-        docs.update(
-            {
-                p.arg_name: " ".join((p.description or "").split())
-                for p in docstring_parser.parse(cls.__doc__ or "").params
-            }
-        )
+        params = docstring_parser.parse(cls.__doc__ or "").params
+        docs.update({p.arg_name: " ".join((p.description or "").split()) for p in params})
     return docs
 
 
@@ -409,10 +403,9 @@ def _release_checked(tree: Mapping, table: KeyTable, model_config_class, source:
             table.check(path, source)
         except ConfigError as err:
             if newer:  # most likely a setting added after this release
-                raise ConfigError(
-                    f"{err}. The file was written by hf_vq {written_by}, newer than the installed "
-                    f"{__version__}: upgrade hf_vq (`pip install -U hf_vq`), or remove the key"
-                ) from None
+                raise ConfigError(f"{err}. The file was written by hf_vq {written_by}, newer than the installed "
+                                  f"{__version__}: upgrade hf_vq (`pip install -U hf_vq`), or remove the key"
+                                  ) from None
             raise
     model = dict(tree.get("model") or {})
     if written_by is not None and written_before_mse_commitment(written_by) and model.get("quantizer"):
@@ -469,9 +462,8 @@ def build_parser(table: KeyTable, defaults: Mapping, source: str, script: str = 
     parser = ArgumentParser(prog=script, usage=USAGE, description=__doc__, exit_on_error=False,
                             print_config="--print_config")
     # read by build_config (a file's release and keys are checked first); declared for --help and --print_config
-    parser.add_argument(
-        "--config", action=ActionConfigFile, help="a YAML file of settings; replaces the script's defaults"
-    )
+    parser.add_argument("--config", action=ActionConfigFile,
+                        help="a YAML file of settings; replaces the script's defaults")
     parser.add_class_arguments(RunConfig, as_group=False, skip={"model"}, instantiate=False)
     group = parser.add_argument_group("model: the model config's fields; model.quantizer: the VectorQuantizer options")
     for path, key in table.keys.items():

@@ -72,9 +72,8 @@ def save_final(accelerator, model, processor, cfg: RunConfig, metrics: dict, plo
         plots=[p.resolve() for p in plots],
     )
     save_model_card(card, out, plots=[p.resolve() for p in plots])
-    (out / RESULTS_FILE).write_text(
-        json.dumps({**results, "num_examples": metrics.get("num_examples"), **facts}, indent=2) + "\n"
-    )
+    record = {**results, "num_examples": metrics.get("num_examples"), **facts}
+    (out / RESULTS_FILE).write_text(json.dumps(record, indent=2) + "\n")
     return out
 
 
@@ -133,13 +132,5 @@ def dump_rank_state(accelerator, model, output_dir: str | os.PathLike) -> Path:
     return path
 
 
-__all__ = [
-    "CONFIG_FILE",
-    "NOT_UPLOADED",
-    "RESULTS_FILE",
-    "dump_rank_state",
-    "eval_results",
-    "print_summary",
-    "push",
-    "save_final",
-]
+__all__ = ["CONFIG_FILE", "NOT_UPLOADED", "RESULTS_FILE", "dump_rank_state", "eval_results", "print_summary", "push",
+           "save_final"]

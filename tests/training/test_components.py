@@ -28,11 +28,8 @@ def image_dir(tmp_path):
     def split(n):
         rng = np.random.default_rng(n)
         images = [Image.fromarray(rng.integers(0, 255, (12, 12, 3), dtype=np.uint8)) for _ in range(n)]
-        return datasets.Dataset.from_dict(
-            {"image": images, "label": list(range(n))},
-            features=datasets.Features({"image": datasets.Image(), "label": datasets.Value("int64")}),
-        )
-
+        features = datasets.Features({"image": datasets.Image(), "label": datasets.Value("int64")})
+        return datasets.Dataset.from_dict({"image": images, "label": list(range(n))}, features=features)
     path = tmp_path / "ds"
     datasets.DatasetDict({"train": split(6), "test": split(3)}).save_to_disk(str(path))
     return path
@@ -44,22 +41,18 @@ def test_prepare_data_checks(image_dir, tmp_path):
     assert data.train[0]["pixel_values"].shape == (3, 12, 12)
     with pytest.raises(ConfigError, match=r"train images are 12×12 but model.image_size is 16; .*--data.resize true"):
         prepare_data(DataConfig(source=str(image_dir)), image_size=16, num_channels=3, need_labels=False)
-    resized = prepare_data(
-        DataConfig(source=str(image_dir), resize=True), image_size=16, num_channels=1, need_labels=False
-    )
+    resized = prepare_data(DataConfig(source=str(image_dir), resize=True),
+                           image_size=16, num_channels=1, need_labels=False)
     assert resized.test[0]["pixel_values"].shape == (1, 16, 16)
     with pytest.raises(ConfigError, match="has no column 'img'"):
-        prepare_data(
-            DataConfig(source=str(image_dir), image_column="img"), image_size=12, num_channels=3, need_labels=False
-        )
+        prepare_data(DataConfig(source=str(image_dir), image_column="img"),
+                     image_size=12, num_channels=3, need_labels=False)
     with pytest.raises(ConfigError, match="has no column 'target'"):
-        prepare_data(
-            DataConfig(source=str(image_dir), label_column="target"), image_size=12, num_channels=3, need_labels=True
-        )
+        prepare_data(DataConfig(source=str(image_dir), label_column="target"),
+                     image_size=12, num_channels=3, need_labels=True)
     with pytest.raises(ConfigError, match="data.label_column must name"):
-        prepare_data(
-            DataConfig(source=str(image_dir), label_column=None), image_size=12, num_channels=3, need_labels=True
-        )
+        prepare_data(DataConfig(source=str(image_dir), label_column=None),
+                     image_size=12, num_channels=3, need_labels=True)
     with pytest.raises(ConfigError, match="is not a directory"):
         prepare_data(DataConfig(source=str(tmp_path / "missing")), image_size=12, num_channels=3, need_labels=False)
 
@@ -77,25 +70,15 @@ def test_hub_id_offline_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True, raising=False)
     with pytest.raises(ConfigError, match="data.source"):
-        prepare_data(
-            DataConfig(source="someone/not-a-local-dataset"), image_size=32, num_channels=3, need_labels=False
-        )
+        prepare_data(DataConfig(source="someone/not-a-local-dataset"),
+                     image_size=32, num_channels=3, need_labels=False)
 
 
 def test_no_weight_decay_on_codebook_and_affine():
-    model = VQViTForImageClassification(
-        VQViTConfig(
-            image_size=8,
-            patch_size=4,
-            num_channels=1,
-            hidden_size=16,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=32,
-            num_labels=3,
-            quantizer={"codebook_size": 8, "affine": "learnable"},
-        )
-    )
+    config = VQViTConfig(image_size=8, patch_size=4, num_channels=1, hidden_size=16, num_hidden_layers=2,
+                         num_attention_heads=2, intermediate_size=32, num_labels=3,
+                         quantizer={"codebook_size": 8, "affine": "learnable"})
+    model = VQViTForImageClassification(config)
     decay, no_decay = parameter_groups(model, 0.05)
     codebook = {id(p) for p in model.quantizer.codebook_parameters()}
     assert len(codebook) == 3 and codebook <= {id(p) for p in no_decay["params"]}
@@ -177,9 +160,8 @@ def test_evaluate_matches_hf_vq_metrics():
     assert result["num_examples"] == 8
     assert result["perplexity"] == pytest.approx(metrics.perplexity(out.indices, 8), rel=1e-5)
     assert result["active_codes"] == pytest.approx(metrics.active_code_ratio(out.indices, 8))
-    assert result["quantization_error"] == pytest.approx(
-        metrics.quantization_error(z_e, out.quantized, dim=1), rel=1e-5
-    )
+    expected_error = metrics.quantization_error(z_e, out.quantized, dim=1)
+    assert result["quantization_error"] == pytest.approx(expected_error, rel=1e-5)
     assert result["mse"] == pytest.approx(float((recon - x).pow(2).mean()), rel=1e-5)
     mse01 = float(((recon * 0.5 + 0.5).clamp(0, 1) - (x * 0.5 + 0.5)).pow(2).mean())
     assert result["psnr"] == pytest.approx(10 * np.log10(1 / mse01), rel=1e-5)
