@@ -155,9 +155,8 @@ def train(cfg: RunConfig, task: Task, *, data: PreparedData | None = None, callb
 def main(task: Task, defaults: dict, argv: list[str] | None = None) -> TrainResult:
     """A training script: the config from `argv` (default: the command line) over `defaults`, then `train`; a
     bad input ends the run with `error: <message>` and exit status 2."""
-    cfg = load_config(
-        argv, task=task.name, model_config_class=task.config_class, defaults=defaults, script=task.script
-    )
+    cfg = load_config(argv, task=task.name, model_config_class=task.config_class, defaults=defaults,
+                      script=task.script)
     with exit_on_config_error():
         return train(cfg, task)
 

@@ -29,9 +29,8 @@ def make_accelerator(cfg: RunConfig):
         mixed_precision=None if cfg.mixed_precision == "no" else cfg.mixed_precision,
         gradient_accumulation_steps=cfg.train.gradient_accumulation_steps,
         log_with=log_with(cfg.logging.log_with) or None,
-        project_config=ProjectConfiguration(
-            project_dir=cfg.output_dir, logging_dir=cfg.output_dir
-        ),  # → <output_dir>/tensorboard
+        # trackers write to <output_dir>/tensorboard
+        project_config=ProjectConfiguration(project_dir=cfg.output_dir, logging_dir=cfg.output_dir),
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed),
         kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False, find_unused_parameters=False)],
         step_scheduler_with_optimizer=False,
