@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 import yaml
 from jsonargparse import ActionConfigFile, ArgumentError, ArgumentParser
+from jsonargparse.typing import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
 from ..version import __version__, written_by_newer_release
 
@@ -73,19 +74,13 @@ class DataConfig:
     label_column: str | None = "label"
     train_split: str = "train"
     test_split: str | None = None
-    max_train_samples: int | None = None
-    max_test_samples: int | None = None
+    max_train_samples: PositiveInt | None = None
+    max_test_samples: PositiveInt | None = None
     normalize: Literal["minus_one_one", "zero_one", "imagenet"] = "minus_one_one"
     resize: bool = False
     resample: Literal["bicubic", "bilinear"] = "bicubic"
     augment: Literal["none", "random_resized_crop"] = "none"
-    num_workers: int = 0
-
-    def __post_init__(self):
-        for name in ("max_train_samples", "max_test_samples"):
-            value = getattr(self, name)
-            _require(value is None or value >= 1, f"data.{name} must be >= 1 or null, got {value}")
-        _require(self.num_workers >= 0, f"data.num_workers must be >= 0, got {self.num_workers}")
+    num_workers: NonNegativeInt = 0
 
 
 @dataclass
@@ -112,47 +107,32 @@ class TrainConfig:
         codebook_momentum: alternated with sgd: its momentum.
     """
 
-    batch_size: int = 64
-    epochs: float = 1.0
-    max_steps: int | None = None
-    gradient_accumulation_steps: int = 1
-    lr: float = 1e-4
-    weight_decay: float = 1e-4
+    batch_size: PositiveInt = 64
+    epochs: NonNegativeFloat = 1.0
+    max_steps: PositiveInt | None = None
+    gradient_accumulation_steps: PositiveInt = 1
+    lr: PositiveFloat = 1e-4
+    weight_decay: NonNegativeFloat = 1e-4
     betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
-    eps: float = 1e-8
+    eps: PositiveFloat = 1e-8
     scheduler: Literal["cosine", "linear", "constant"] = "cosine"
-    warmup_epochs: float = 0.0
-    warmup_steps: int | None = None
-    max_grad_norm: float | None = None
+    warmup_epochs: NonNegativeFloat = 0.0
+    warmup_steps: NonNegativeInt | None = None
+    max_grad_norm: PositiveFloat | None = None
     optimization: Literal["joint", "alternated"] = "joint"
-    inner_steps: int = 1
+    inner_steps: PositiveInt = 1
     codebook_optimizer: Literal["adam", "sgd"] = "adam"
-    codebook_lr: float | None = None
-    codebook_momentum: float = 0.9
+    codebook_lr: PositiveFloat | None = None
+    codebook_momentum: NonNegativeFloat = 0.9
 
-    def __post_init__(self):
-        _require(self.batch_size >= 1, f"train.batch_size must be >= 1, got {self.batch_size}")
-        _require(self.gradient_accumulation_steps >= 1,
-                 f"train.gradient_accumulation_steps must be >= 1, got {self.gradient_accumulation_steps}")
-        _require(self.epochs > 0 or (self.max_steps or 0) > 0,
+    def __post_init__(self):  # what spans several keys (each key's range is its type's, checked by the parser)
+        _require(self.epochs > 0 or self.max_steps is not None,
                  f"train.epochs must be > 0 (or set train.max_steps), got {self.epochs}")
-        _require(self.max_steps is None or self.max_steps >= 1,
-                 f"train.max_steps must be >= 1 or null, got {self.max_steps}")
-        _require(self.lr > 0, f"train.lr must be > 0, got {self.lr}")
-        _require(self.weight_decay >= 0, f"train.weight_decay must be >= 0, got {self.weight_decay}")
         _require(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
                  f"train.betas must be two numbers in [0, 1), got {self.betas}")
-        _require(self.warmup_epochs >= 0, f"train.warmup_epochs must be >= 0, got {self.warmup_epochs}")
-        _require(self.warmup_steps is None or self.warmup_steps >= 0,
-                 f"train.warmup_steps must be >= 0 or null, got {self.warmup_steps}")
-        _require(self.max_grad_norm is None or self.max_grad_norm > 0,
-                 f"train.max_grad_norm must be > 0 or null, got {self.max_grad_norm}")
-        _require(self.inner_steps >= 1, f"train.inner_steps must be >= 1, got {self.inner_steps}")
         _require(self.optimization == "alternated" or self.inner_steps == 1,
                  f"train.inner_steps={self.inner_steps} needs train.optimization: alternated "
                  "(joint training has no inner steps)")
-        _require(self.codebook_lr is None or self.codebook_lr > 0,
-                 f"train.codebook_lr must be > 0 or null, got {self.codebook_lr}")
 
 
 @dataclass
@@ -165,13 +145,9 @@ class EvalConfig:
         num_reconstructions: VQ-VAE: images in the reconstruction grid.
     """
 
-    eval_every: int = 0
-    eval_batch_size: int = 256
-    num_reconstructions: int = 16
-
-    def __post_init__(self):
-        _require(self.eval_every >= 0, f"eval.eval_every must be >= 0, got {self.eval_every}")
-        _require(self.eval_batch_size >= 1, f"eval.eval_batch_size must be >= 1, got {self.eval_batch_size}")
+    eval_every: NonNegativeInt = 0
+    eval_batch_size: PositiveInt = 256
+    num_reconstructions: PositiveInt = 16
 
 
 @dataclass
@@ -183,12 +159,8 @@ class CheckpointConfig:
         keep_last: complete checkpoints kept; older ones are deleted.
     """
 
-    save_every: int = 0
-    keep_last: int = 2
-
-    def __post_init__(self):
-        _require(self.save_every >= 0, f"checkpoint.save_every must be >= 0, got {self.save_every}")
-        _require(self.keep_last >= 1, f"checkpoint.keep_last must be >= 1, got {self.keep_last}")
+    save_every: NonNegativeInt = 0
+    keep_last: PositiveInt = 2
 
 
 @dataclass
@@ -201,12 +173,9 @@ class LoggingConfig:
         progress_bar: show a progress bar on the main process.
     """
 
-    log_every: int = 10
+    log_every: PositiveInt = 10
     log_with: Literal["auto", "tensorboard", "none"] = "auto"
     progress_bar: bool = True
-
-    def __post_init__(self):
-        _require(self.log_every >= 1, f"logging.log_every must be >= 1, got {self.log_every}")
 
 
 @dataclass
@@ -480,10 +449,10 @@ def _message(err: Exception) -> str:
     return " ".join(str(err).split())
 
 
-def _run_config(namespace) -> RunConfig:
+def _run_config(parser, namespace) -> RunConfig:
     """The parsed namespace as a RunConfig; its dataclasses check their values."""
     hints = typing.get_type_hints(RunConfig)
-    sections = namespace.as_dict()
+    sections = yaml.safe_load(parser.dump(namespace, skip_unset=False))  # plain values, not PositiveInt &c.
     return RunConfig(**{f.name: hints[f.name](**sections[f.name]) if dataclasses.is_dataclass(hints[f.name])
                         else sections[f.name] for f in dataclasses.fields(RunConfig)})
 
@@ -499,7 +468,7 @@ def build_config(task: str, model_config_class=None, *, base: Mapping | None = N
         base, source = read_yaml(config_path), f"config file {config_path!r}"
     parser = build_parser(table, _release_checked(base or {}, table, model_config_class, source), source, script)
     try:
-        cfg = _run_config(parser.parse_args(args))
+        cfg = _run_config(parser, parser.parse_args(args))
     except ArgumentError as err:
         raise ConfigError(f"command line: {_message(err)}") from None
     if cfg.task != task:

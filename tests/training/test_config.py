@@ -46,7 +46,11 @@ def test_flags_without_value():
         (["--lrr", "1"], "unknown config key 'lrr'; did you mean 'train.lr'"),
         (["--quantizer.comitment_weight", "1"], "did you mean 'model.quantizer.commitment_weight'"),
         (["--batch_sise", "3"], "did you mean 'train.batch_size'"),
-        (["--train.batch_size", "x"], """train.batch_size": Expected a <class 'int'>. Got value: x"""),
+        (["--train.batch_size", "x"], """train.batch_size": Not of type PositiveInt: invalid literal"""),
+        (["--batch_size", "0"], 'train.batch_size": Not of type PositiveInt: 0 does not conform to restriction v>0'),
+        (["--keep_last", "0"], """checkpoint.keep_last": Not of type PositiveInt: 0 does not conform"""),
+        (["--betas", "[0.9, 1.5]"], "train.betas must be two numbers in [0, 1), got [0.9, 1.5]"),
+        (["--epochs", "0"], "train.epochs must be > 0 (or set train.max_steps)"),
         (["--optimization", "alternating"], "train.optimization\": Expected a typing.Literal['joint', 'alternated']"),
         (["--inner_steps", "2"], "needs train.optimization: alternated"),
         (["--quantizer.dim", "3"], "unknown config key 'quantizer.dim'"),
@@ -203,7 +207,7 @@ def test_help_lists_every_key_with_its_description_and_the_scripts_default(capsy
     script_defaults = {"task": "vqvae", "train": {"lr": 0.00123}, "model": {"latent_channels": 24}}
     out = " ".join(run_cli(capsys, ["--help"], script_defaults).split())
     assert "usage: train_vqvae.py [--config FILE.yaml]" in out
-    assert "--train.lr LR peak learning rate of AdamW. (type: float, default: 0.00123)" in out
+    assert "--train.lr LR peak learning rate of AdamW. (type: PositiveFloat, default: 0.00123)" in out
     assert "--model.latent_channels LATENT_CHANNELS Channels of the latent grid, which is also the codebook " \
            "dimension. (type: int, default: 24)" in out
     assert "--model.quantizer.sync_nu SYNC_NU ν of the synchronized update (eq 21). (type: float, default: 0.01)" \
