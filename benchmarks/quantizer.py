@@ -133,7 +133,8 @@ def _clear_grads(module: torch.nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------- rows
-def hf_vq_row(name: str, x: torch.Tensor, d: int, k: int, channel_first: bool, reps: int, warmup: int, **kwargs) -> Row:
+def hf_vq_row(name: str, x: torch.Tensor, d: int, k: int, channel_first: bool, reps: int, warmup: int,
+              **kwargs) -> Row:
     torch.manual_seed(0)
     vq = VectorQuantizer(d, k, channel_first=channel_first, **kwargs)
 
@@ -143,7 +144,8 @@ def hf_vq_row(name: str, x: torch.Tensor, d: int, k: int, channel_first: bool, r
         (out.quantized.sum() + out.loss).backward()
 
     opts = ", ".join(f"{a}={b!r}" for a, b in kwargs.items())
-    return Row(name, step, _clear_grads(vq), reps, warmup, note=f"VectorQuantizer({d}, {k}, channel_first={channel_first}{', ' + opts if opts else ''})")
+    note = f"VectorQuantizer({d}, {k}, channel_first={channel_first}{', ' + opts if opts else ''})"
+    return Row(name, step, _clear_grads(vq), reps, warmup, note=note)
 
 
 def diffusers_row(x_cf: torch.Tensor, d: int, k: int, reps: int, warmup: int) -> Row | str:
@@ -193,7 +195,8 @@ def vqp_row(x: torch.Tensor, d: int, k: int, reps: int, warmup: int) -> Row | st
 def gemm_rows(x: torch.Tensor, k: int, reps: int, warmup: int) -> list[Row]:
     n, d = x.shape
     codes_t = torch.randn(k, d).t()  # (D, K) view, as a layer would pass codebook.t()
-    rows = [Row("GEMM one-shot", lambda: torch.mm(x, codes_t), None, reps, warmup, note=f"torch.mm ({n}x{d})·({d}x{k})")]
+    rows = [Row("GEMM one-shot", lambda: torch.mm(x, codes_t), None, reps, warmup,
+                note=f"torch.mm ({n}x{d})·({d}x{k})")]
     for chunk in (1_024, 4_096, 16_384):
         if chunk >= n:
             continue
@@ -202,7 +205,8 @@ def gemm_rows(x: torch.Tensor, k: int, reps: int, warmup: int) -> list[Row]:
             for s in range(0, n, chunk):
                 torch.mm(x[s:s + chunk], codes_t)
 
-        rows.append(Row(f"GEMM chunks of {chunk}", step, None, reps, warmup, note=f"torch.mm in row chunks of {chunk}"))
+        rows.append(Row(f"GEMM chunks of {chunk}", step, None, reps, warmup,
+                        note=f"torch.mm in row chunks of {chunk}"))
     chunk = min(1_024, n)
     buffer = torch.empty(chunk, k)
 
@@ -218,19 +222,23 @@ def gemm_rows(x: torch.Tensor, k: int, reps: int, warmup: int) -> list[Row]:
 
 # ---------------------------------------------------------------------------------------------- profile
 _CATEGORIES = [  # (category, predicate on a top-level aten op name)
-    ("search GEMM (addmm)", lambda n: n in ("aten::addmm", "aten::mm", "aten::matmul", "aten::cdist", "aten::_cdist_forward")),
+    ("search GEMM (addmm)",
+     lambda n: n in ("aten::addmm", "aten::mm", "aten::matmul", "aten::cdist", "aten::_cdist_forward")),
     ("argmin", lambda n: n in ("aten::argmin", "aten::argmax")),
     ("gather codes (index_select)", lambda n: n in ("aten::index_select", "aten::embedding", "aten::index")),
-    ("backward index_add_", lambda n: n in ("aten::index_add_", "aten::index_add", "aten::scatter_add_", "aten::index_put_")),
+    ("backward index_add_",
+     lambda n: n in ("aten::index_add_", "aten::index_add", "aten::scatter_add_", "aten::index_put_")),
     ("check_finite (isfinite.all)", lambda n: n in ("aten::isfinite", "aten::all")),
-    ("bincount / perplexity / LRU", lambda n: n in ("aten::bincount", "aten::log", "aten::exp", "aten::gt", "aten::masked_fill_",
-                                                   "aten::clamp_min", "aten::nonzero", "aten::ge", "aten::mean")),
-    ("copies (flatten/unflatten/clone/contiguous)", lambda n: n in ("aten::clone", "aten::contiguous", "aten::copy_", "aten::to",
-                                                                    "aten::_to_copy", "aten::reshape", "aten::_reshape_alias")),
-    ("elementwise (commitment loss, residual, grad)", lambda n: n in ("aten::sub", "aten::sub_", "aten::pow", "aten::sum",
-                                                                      "aten::mul", "aten::mul_", "aten::add", "aten::add_",
-                                                                      "aten::div", "aten::div_", "aten::zeros_like", "aten::ones_like",
-                                                                      "aten::fill_", "aten::zero_", "aten::expand")),
+    ("bincount / perplexity / LRU",
+     lambda n: n in ("aten::bincount", "aten::log", "aten::exp", "aten::gt", "aten::masked_fill_", "aten::clamp_min",
+                     "aten::nonzero", "aten::ge", "aten::mean")),
+    ("copies (flatten/unflatten/clone/contiguous)",
+     lambda n: n in ("aten::clone", "aten::contiguous", "aten::copy_", "aten::to", "aten::_to_copy", "aten::reshape",
+                     "aten::_reshape_alias")),
+    ("elementwise (commitment loss, residual, grad)",
+     lambda n: n in ("aten::sub", "aten::sub_", "aten::pow", "aten::sum", "aten::mul", "aten::mul_", "aten::add",
+                     "aten::add_", "aten::div", "aten::div_", "aten::zeros_like", "aten::ones_like", "aten::fill_",
+                     "aten::zero_", "aten::expand")),
 ]
 
 
@@ -316,7 +324,8 @@ def print_breakdown(title: str, bd: dict) -> None:
         tot = v["forward_ms"] + v["backward_ms"]
         print(f"  {cat:60s} {v['forward_ms']:8.1f} {v['backward_ms']:8.1f} {tot:8.1f} {100 * tot / step:5.1f}%")
     py = bd["python_and_dispatch_ms"]
-    print(f"  {'python / autograd / dispatch (not in any aten op)':60s} {'':8s} {'':8s} {py:8.1f} {100 * py / step:5.1f}%")
+    print(f"  {'python / autograd / dispatch (not in any aten op)':60s} {'':8s} {'':8s} {py:8.1f} "
+          f"{100 * py / step:5.1f}%")
 
 
 # ---------------------------------------------------------------------------------------------- memory
@@ -436,9 +445,9 @@ def main(argv=None) -> int:
     n, d, k, reps, warmup = cfg["n"], cfg["d"], cfg["k"], cfg["reps"], cfg["warmup"]
     assert n % (SPATIAL * SPATIAL) == 0, "N must be a multiple of 64*64 for the (B, D, 64, 64) rows"
     results: dict = {"config": {**cfg, "dtype": "float32", "device": "cpu", "quick": args.quick},
-                     "environment": {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": _cpu_name(),
-                                     "cpu_count": os.cpu_count(), "python": platform.python_version(),
-                                     "loadavg_start": _loadavg()}}
+                     "environment": {"torch": torch.__version__, "threads": torch.get_num_threads(),
+                                     "cpu": _cpu_name(), "cpu_count": os.cpu_count(),
+                                     "python": platform.python_version(), "loadavg_start": _loadavg()}}
     print(f"hf_vq quantizer benchmark  N={n:,} D={d} K={k:,} fp32 CPU  ({'quick' if args.quick else 'full'})")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {_cpu_name()} ({os.cpu_count()} CPUs), "
           f"load average {_loadavg()}")
@@ -476,7 +485,8 @@ def main(argv=None) -> int:
         if isinstance(other, str):
             print(f"{'vector-quantize-pytorch VectorQuantize':48s} {other}" if other == VQP_MISSING else other)
     gemm = min(gemms, key=lambda r: r.best)  # the least-disturbed candidate
-    print(f"{'GEMM floor (' + gemm.name + ')':48s} {_fmt_ms(gemm.median)} {_fmt_ms(gemm.best)} {_fmt_ms(gemm.cpu_best)}  {len(gemm.times)}")
+    print(f"{'GEMM floor (' + gemm.name + ')':48s} {_fmt_ms(gemm.median)} {_fmt_ms(gemm.best)} "
+          f"{_fmt_ms(gemm.cpu_best)}  {len(gemm.times)}")
     print("  (CPU-time = process CPU time of all threads: with 1 thread it is immune to other processes)")
     print("  GEMM candidates: " + ", ".join(f"{r.name} {r.median * 1e3:.1f} ms" for r in gemms))
     if isinstance(vqp, Row):
@@ -501,7 +511,8 @@ def main(argv=None) -> int:
             return
         value, value_min = num.median / den.median, num.best / den.best
         met = value >= target if cmp == ">=" else value <= target
-        print(f"ratio {label}: {value:5.2f}x  (min/min {value_min:5.2f}x; target {cmp} {target:g}x: {'met' if met else 'NOT met'})")
+        print(f"ratio {label}: {value:5.2f}x  (min/min {value_min:5.2f}x; target {cmp} {target:g}x: "
+              f"{'met' if met else 'NOT met'})")
         ratios[label] = {"median": value, "min": value_min, "target": f"{cmp} {target:g}", "met": met}
 
     ratio("diffusers/hf_vq", "diffusers/hf_vq (both (B,D,H,W))", diff, hf_cf)
@@ -541,8 +552,9 @@ def main(argv=None) -> int:
             print(f"  hf_vq (N,D) N={mn:,} D={d} K={mk:,}: input {_mib(hf['input_bytes'])}; extra above input "
                   f"{_mib(hf['extra_bytes'])} = {hf['extra_bytes'] / 1e9:.2f} GB (target < 1.5 GB: "
                   f"{'met' if hf['extra_bytes'] < 1.5e9 else 'NOT met'}); step {hf['step_s']:.1f} s [{hf['method']}]")
-            print(f"    the extra includes the step's own outputs quantized (N,D) and input.grad (N,D): {_mib(outputs)}; "
-                  f"extra above input + input.grad: {_mib(hf['extra_bytes'] - hf['input_grad_bytes'])}")
+            print(f"    the extra includes the step's own outputs quantized (N,D) and input.grad (N,D): "
+                  f"{_mib(outputs)}; extra above input + input.grad: "
+                  f"{_mib(hf['extra_bytes'] - hf['input_grad_bytes'])}")
         check = measure_memory("diffusers", cn, d, mk)
         mem["diffusers_check"] = check
         est_small = diffusers_analytic_bytes(cn, d, mk)
@@ -550,14 +562,17 @@ def main(argv=None) -> int:
         if "error" in check:
             print(f"  diffusers check run N={cn:,}: failed: {check['error']}")
         else:
-            print(f"  diffusers (B,D,H,W) measured at N={cn:,} K={mk:,}: extra above input {_mib(check['extra_bytes'])} "
-                  f"(analytic {_mib(est_small['total'])}, of which the (N,K) distance matrix {_mib(est_small['distance_matrix'])})")
+            print(f"  diffusers (B,D,H,W) measured at N={cn:,} K={mk:,}: extra above input "
+                  f"{_mib(check['extra_bytes'])} (analytic {_mib(est_small['total'])}, of which the (N,K) distance "
+                  f"matrix {_mib(est_small['distance_matrix'])})")
         print(f"  diffusers at N={mn:,} K={mk:,} (analytic, not run): (N,K) fp32 distance matrix "
-              f"{est_full['distance_matrix'] / 2**30:.1f} GiB + (N,D+2) augmented input {_mib(est_full['augmented_input'])}"
+              f"{est_full['distance_matrix'] / 2**30:.1f} GiB + (N,D+2) augmented input "
+              f"{_mib(est_full['augmented_input'])}"
               f" + (N,D) permuted copy {_mib(est_full['permuted_copy'])} = {est_full['total'] / 2**30:.2f} GiB")
         if "error" not in hf and "error" not in check:
             scale = mn / cn
-            print(f"    linear extrapolation of the measured check run: {check['extra_bytes'] * scale / 2**30:.1f} GiB; "
+            print(f"    linear extrapolation of the measured check run: "
+                  f"{check['extra_bytes'] * scale / 2**30:.1f} GiB; "
                   f"diffusers/hf_vq memory ≈ {est_full['total'] / max(1, hf['extra_bytes']):.0f}x")
         mem["diffusers_analytic_full"] = est_full
         mem["diffusers_analytic_check"] = est_small

@@ -29,7 +29,9 @@ def test_quantizer_benchmark_quick(tmp_path):
     assert "where hf_vq's step goes" in out
     assert "extra above input" in out
     # vector-quantize-pytorch is optional: either its row or the install hint is printed
-    assert "vector-quantize-pytorch VectorQuantize" in out or "not installed: pip install vector-quantize-pytorch" in out
+    assert (
+        "vector-quantize-pytorch VectorQuantize" in out or "not installed: pip install vector-quantize-pytorch" in out
+    )
     results = json.loads(out_json.read_text())
     assert results["config"]["quick"] is True
     assert "hf_vq (N,D) default" in results["rows"]

@@ -175,7 +175,11 @@ def test_affine_groups_have_separate_parameters():
     with torch.no_grad():
         vq.affine.bias[1].fill_(1.0)
     shift = vq.codebook - vq.codebook_signal
-    assert torch.allclose(shift[2:4], torch.ones(2, 2), atol=1e-6) and shift[:2].abs().max() == 0 and shift[4:].abs().max() == 0
+    assert (
+        torch.allclose(shift[2:4], torch.ones(2, 2), atol=1e-6)
+        and shift[:2].abs().max() == 0
+        and shift[4:].abs().max() == 0
+    )
 
 
 @pytest.mark.parametrize("covariance", ["diagonal", "full"])
@@ -303,7 +307,8 @@ def test_nan_input_in_training_raises_and_can_be_disabled():
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_non_finite_input_in_eval_is_documented_not_checked(bad):
-    """README: eval mode checks nothing; the bad vector still gets a valid index and a finite code, the loss is not finite."""
+    """README: eval mode checks nothing; the bad vector still gets a valid index and a finite code, the loss is not
+    finite."""
     vq = VectorQuantizer(3, 4, affine="learnable").eval()
     z = torch.randn(5, 3)
     z[2, 1] = bad
