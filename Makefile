@@ -7,9 +7,9 @@ PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: install system-deps test demo bench reproduce clean
+.PHONY: install system-deps lint test demo bench reproduce clean
 
-$(VENV)/.installed: pyproject.toml setup.py
+$(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH)
@@ -25,7 +25,11 @@ system-deps:
 	  else sudo apt-get update -qq && sudo apt-get install -y -qq dataset-fashion-mnist; fi; \
 	fi
 
-test: install
+# Lint first (seconds), then the tests; the rules are in pyproject.toml ([tool.ruff]).
+lint: install
+	$(VENV)/bin/ruff check hf_vq training benchmarks tests
+
+test: lint
 	$(PY) -m pytest -q
 
 demo: install

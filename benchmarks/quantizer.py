@@ -137,7 +137,8 @@ def _clear_grads(module: torch.nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------- rows
-def hf_vq_row(name: str, x: torch.Tensor, d: int, k: int, reps: int, warmup: int, native: bool = True, **kwargs) -> Row:
+def hf_vq_row(name: str, x: torch.Tensor, d: int, k: int, reps: int, warmup: int, native: bool = True,
+              **kwargs) -> Row:
     torch.manual_seed(0)
     vq = VectorQuantizer(d, k, **kwargs)
 
@@ -236,7 +237,8 @@ def gemm_rows(x: torch.Tensor, k: int, reps: int, warmup: int) -> list[Row]:
     """Candidates for the GEMM floor: one-shot, and row blocks into one reused (cache-resident) output."""
     n, d = x.shape
     codes_t = torch.randn(k, d).t()  # (D, K) view, as a layer would pass codebook.t()
-    rows = [Row("GEMM one-shot", lambda: torch.mm(x, codes_t), None, reps, warmup, note=f"torch.mm ({n}x{d})·({d}x{k})")]
+    rows = [Row("GEMM one-shot", lambda: torch.mm(x, codes_t), None, reps, warmup,
+                note=f"torch.mm ({n}x{d})·({d}x{k})")]
     for block in GEMM_BLOCKS:
         if block >= n:
             continue
@@ -256,19 +258,23 @@ _CATEGORIES = [  # (category, predicate on a top-level op name)
     ("native search (GEMM tiles + argmax)", lambda n: n == "hf_vq::native_search"),
     ("native forward (gather + squared error)", lambda n: n == "hf_vq::native_forward"),
     ("native backward (one pass)", lambda n: n == "hf_vq::native_backward"),
-    ("search GEMM (mm/addmm)", lambda n: n in ("aten::addmm", "aten::mm", "aten::matmul", "aten::cdist", "aten::_cdist_forward")),
+    ("search GEMM (mm/addmm)",
+     lambda n: n in ("aten::addmm", "aten::mm", "aten::matmul", "aten::cdist", "aten::_cdist_forward")),
     ("argmin / argmax", lambda n: n in ("aten::argmin", "aten::argmax")),
     ("gather codes (index_select)", lambda n: n in ("aten::index_select", "aten::embedding", "aten::index")),
-    ("backward index_add_", lambda n: n in ("aten::index_add_", "aten::index_add", "aten::scatter_add_", "aten::index_put_")),
+    ("backward index_add_",
+     lambda n: n in ("aten::index_add_", "aten::index_add", "aten::scatter_add_", "aten::index_put_")),
     ("check_finite (sum / isfinite)", lambda n: n in ("aten::isfinite", "aten::all")),
-    ("bincount / perplexity / LRU", lambda n: n in ("aten::bincount", "aten::log", "aten::exp", "aten::gt", "aten::masked_fill_",
-                                                   "aten::clamp_min", "aten::nonzero", "aten::ge", "aten::mean")),
-    ("copies (flatten/unflatten/clone/contiguous)", lambda n: n in ("aten::clone", "aten::contiguous", "aten::copy_", "aten::to",
-                                                                    "aten::_to_copy", "aten::reshape", "aten::_reshape_alias")),
-    ("elementwise (loss, residual, grad)", lambda n: n in ("aten::sub", "aten::sub_", "aten::pow", "aten::sum",
-                                                           "aten::mul", "aten::mul_", "aten::add", "aten::add_",
-                                                           "aten::div", "aten::div_", "aten::zeros_like", "aten::ones_like",
-                                                           "aten::fill_", "aten::zero_", "aten::expand")),
+    ("bincount / perplexity / LRU",
+     lambda n: n in ("aten::bincount", "aten::log", "aten::exp", "aten::gt", "aten::masked_fill_", "aten::clamp_min",
+                     "aten::nonzero", "aten::ge", "aten::mean")),
+    ("copies (flatten/unflatten/clone/contiguous)",
+     lambda n: n in ("aten::clone", "aten::contiguous", "aten::copy_", "aten::to", "aten::_to_copy", "aten::reshape",
+                     "aten::_reshape_alias")),
+    ("elementwise (loss, residual, grad)",
+     lambda n: n in ("aten::sub", "aten::sub_", "aten::pow", "aten::sum", "aten::mul", "aten::mul_", "aten::add",
+                     "aten::add_", "aten::div", "aten::div_", "aten::zeros_like", "aten::ones_like", "aten::fill_",
+                     "aten::zero_", "aten::expand")),
 ]
 
 
@@ -467,9 +473,11 @@ def run_memory(cfg: dict, d: int, threads: int, quick: bool) -> dict:
         print(f"  diffusers check run N={cn:,}: failed: {check['error']}")
     else:
         print(f"  diffusers (B,D,H,W) measured at N={cn:,} K={mk:,}: extra above input {_mib(check['extra_bytes'])} "
-              f"(analytic {_mib(est_small['total'])}, of which the (N,K) distance matrix {_mib(est_small['distance_matrix'])})")
+              f"(analytic {_mib(est_small['total'])}, of which the (N,K) distance matrix "
+              f"{_mib(est_small['distance_matrix'])})")
     print(f"  diffusers at N={mn:,} K={mk:,} (analytic, not run): (N,K) fp32 distance matrix "
-          f"{est_full['distance_matrix'] / 2**30:.1f} GiB + (N,D+2) augmented input {_mib(est_full['augmented_input'])}"
+          f"{est_full['distance_matrix'] / 2**30:.1f} GiB + (N,D+2) augmented input "
+          f"{_mib(est_full['augmented_input'])}"
           f" + (N,D) permuted copy {_mib(est_full['permuted_copy'])} = {est_full['total'] / 2**30:.2f} GiB")
     mem["diffusers_analytic_full"] = est_full
     mem["diffusers_analytic_check"] = est_small
@@ -484,15 +492,17 @@ def _target(name: str, k: int) -> tuple[str, float] | None:
     return None if target is None else (cmp, target)
 
 
-def run_config(x: torch.Tensor, x_cf: torch.Tensor, k: int, threads: int, cfg: dict, vqtorch: str | None) -> tuple[dict, Row]:
+def run_config(x: torch.Tensor, x_cf: torch.Tensor, k: int, threads: int, cfg: dict,
+               vqtorch: str | None) -> tuple[dict, Row]:
     torch.set_num_threads(threads)
     n, d, reps, warmup = cfg["n"], cfg["d"], cfg["reps"], cfg["warmup"]
     load_start = _loadavg()
-    print(f"\n=== {threads} thread{'s' if threads > 1 else ''}, K = {k:,}  (N={n:,} D={d} fp32; {reps} timed reps after "
-          f"{warmup} warm-up, rows interleaved round-robin; load average {load_start})")
+    print(f"\n=== {threads} thread{'s' if threads > 1 else ''}, K = {k:,}  (N={n:,} D={d} fp32; {reps} timed reps "
+          f"after {warmup} warm-up, rows interleaved round-robin; load average {load_start})")
     hf = hf_vq_row("hf_vq (N,D)", x, d, k, reps, warmup)
     hf_torch = hf_vq_row("hf_vq (N,D) torch path", x, d, k, reps, warmup, native=False)
-    hf_opt = hf_vq_row("hf_vq (N,D) affine+sync+LRU", x, d, k, reps, warmup, affine="learnable", sync_nu=0.01, replace_after=20)
+    hf_opt = hf_vq_row("hf_vq (N,D) affine+sync+LRU", x, d, k, reps, warmup, affine="learnable", sync_nu=0.01,
+                       replace_after=20)
     hf_cf = hf_vq_row("hf_vq (B,D,H,W) channel_first", x_cf, d, k, reps, warmup, channel_first=True)
     rows = [hf, hf_torch, hf_opt, hf_cf]
     peers = {"diffusers": diffusers_row(x_cf, d, k, reps, warmup), "vqp": vqp_row(x, d, k, reps, warmup)}
@@ -510,7 +520,8 @@ def run_config(x: torch.Tensor, x_cf: torch.Tensor, k: int, threads: int, cfg: d
         if isinstance(peer, str):
             print(f"{name:48s} {peer}")
     print(f"{'GEMM floor (' + floor.name + ')':48s} {_fmt_ms(floor.best)} {_fmt_ms(floor.median)}  {len(floor.times)}")
-    print("  GEMM candidates (min): " + ", ".join(f"{r.name.removeprefix('GEMM ')} {r.best * 1e3:.1f} ms" for r in gemms))
+    print("  GEMM candidates (min): "
+          + ", ".join(f"{r.name.removeprefix('GEMM ')} {r.best * 1e3:.1f} ms" for r in gemms))
 
     ratios = {}
 
@@ -553,7 +564,7 @@ def run_config(x: torch.Tensor, x_cf: torch.Tensor, k: int, threads: int, cfg: d
 # ---------------------------------------------------------------------------------------------- main
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes (N=8192, K=1024), runs in seconds: smoke test")
+    parser.add_argument("--quick", action="store_true", help="small sizes (N=8192, K=1024), a minute: smoke test")
     parser.add_argument("--json", metavar="PATH", help="also write all numbers to this JSON file")
     parser.add_argument("--reps", type=int, help="timed repetitions per row (default 5, quick 2)")
     parser.add_argument("--threads", type=int, nargs="+", help="intra-op thread counts to run (default 1 2; quick: 1)")
@@ -578,18 +589,20 @@ def main(argv=None) -> int:
     lib = cpu_extension.native_library()
     native = {"available": lib is not None, "simd_bytes": lib.hf_vq_simd_bytes() if lib is not None else None,
               "error": cpu_extension._state.get("error")}
+    environment = {"torch": torch.__version__, "cpu": _cpu_name(), "cpu_count": os.cpu_count(),
+                   "python": platform.python_version(), "loadavg_start": _loadavg(), "native": native}
     results: dict = {"config": {**cfg, "dtype": "float32", "device": "cpu", "quick": args.quick},
-                     "environment": {"torch": torch.__version__, "cpu": _cpu_name(), "cpu_count": os.cpu_count(),
-                                     "python": platform.python_version(), "loadavg_start": _loadavg(), "native": native}}
+                     "environment": environment}
     print(f"hf_vq quantizer benchmark  N={n:,} D={d} K={cfg['ks']} threads={cfg['threads']} fp32 CPU "
           f"({'quick' if args.quick else 'full'})")
-    print(f"torch {torch.__version__}, {_cpu_name()} ({os.cpu_count()} CPUs), load average {_loadavg()}; native kernels: "
-          + (f"yes ({8 * native['simd_bytes']}-bit SIMD)" if lib is not None else f"NO ({native['error']})"))
+    kernels = f"yes ({8 * native['simd_bytes']}-bit SIMD)" if lib is not None else f"NO ({native['error']})"
+    print(f"torch {torch.__version__}, {_cpu_name()} ({os.cpu_count()} CPUs), load average {_loadavg()}; native "
+          f"kernels: {kernels}")
     probe = noise_probe()
     results["environment"]["noise_probe"] = probe
     if probe["median_ms"] > 3 * probe["min_ms"] + 0.2:
-        print(f"noise probe (small parallel op): median {probe['median_ms']:.2f} ms, min {probe['min_ms']:.2f} ms  <- other "
-              "processes are competing for the cores: compare the min columns")
+        print(f"noise probe (small parallel op): median {probe['median_ms']:.2f} ms, min {probe['min_ms']:.2f} ms  "
+              "<- other processes are competing for the cores: compare the min columns")
 
     torch.manual_seed(0)
     x = torch.randn(n, d)

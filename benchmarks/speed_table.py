@@ -29,7 +29,8 @@ def _ratio(entry: dict | None) -> str:
         return "n/a"
     text = f"{entry['min']:.2f}×"
     if "target" in entry:
-        text = f"**{text}** ({entry['target'].replace('<=', '≤').replace('>=', '≥')}: {'met' if entry['met'] else 'not met'})"
+        target = entry["target"].replace("<=", "≤").replace(">=", "≥")
+        text = f"**{text}** ({target}: {'met' if entry['met'] else 'not met'})"
     return text
 
 
@@ -41,12 +42,13 @@ def render(results: dict) -> str:
     """The markdown table (with its caption and the memory line) for one benchmark result."""
     env, cfg = results["environment"], results["config"]
     native = env.get("native", {})
+    simd = f"with {8 * native['simd_bytes']}-bit SIMD" if native.get("available") else "unavailable"
     lines = [
-        f"Measured by `python benchmarks/quantizer.py` on **{env['cpu']}** ({env['cpu_count']} CPUs), torch {env['torch']}, "
-        f"native kernels {'with ' + str(8 * native['simd_bytes']) + '-bit SIMD' if native.get('available') else 'unavailable'}; "
-        f"load average (1, 5, 15 min) {_load(env.get('loadavg_start'))} at the start and {_load(env.get('loadavg_end'))} "
-        f"at the end. N = {cfg['n']:,}, D = {cfg['d']}, fp32, one training step (forward + backward); each row's fastest "
-        f"of {cfg['reps']} repetitions interleaved with all the others in one process.",
+        f"Measured by `python benchmarks/quantizer.py` on **{env['cpu']}** ({env['cpu_count']} CPUs), torch "
+        f"{env['torch']}, native kernels {simd}; load average (1, 5, 15 min) {_load(env.get('loadavg_start'))} at the "
+        f"start and {_load(env.get('loadavg_end'))} at the end. N = {cfg['n']:,}, D = {cfg['d']}, fp32, one training "
+        f"step (forward + backward); each row's fastest of {cfg['reps']} repetitions interleaved with all the others "
+        "in one process.",
         "",
         "| threads | K | load ² | hf_vq step | GEMM floor | hf_vq / floor | torch path / floor | diffusers / hf_vq ¹ "
         "| vector-quantize-pytorch / hf_vq |",
@@ -54,24 +56,25 @@ def render(results: dict) -> str:
     ]
     for run in results["runs"]:
         rows, ratios = run["rows"], run["ratios"]
-        lines.append(
-            f"| {run['threads']} | {run['k']:,} | {run['loadavg_start'][0]:.1f} → {run['loadavg_end'][0]:.1f} "
-            f"| {_ms(rows['hf_vq (N,D)']['min_ms'])} "
-            f"| {_ms(run['gemm']['min_ms'])} "
-            f"({run['gemm']['floor'].removeprefix('GEMM ')}) | {_ratio(ratios.get('hf_vq/GEMM'))} "
-            f"| {_ratio(ratios.get('hf_vq torch path/GEMM'))} | {_ratio(ratios.get('diffusers/hf_vq (both (B,D,H,W))'))} "
-            f"| {_ratio(ratios.get('vqp/hf_vq (both channel-last)'))} |"
-        )
-    lines += ["", "¹ both on (B, D, H, W) input, hf_vq with `channel_first=True`. ² 1-minute load average at the start "
-                  f"and end of the row's runs, on {env['cpu_count']} CPUs: above that, other processes shared the cores."]
+        floor = f"{_ms(run['gemm']['min_ms'])} ({run['gemm']['floor'].removeprefix('GEMM ')})"
+        load = f"{run['loadavg_start'][0]:.1f} → {run['loadavg_end'][0]:.1f}"
+        cells = [str(run["threads"]), f"{run['k']:,}", load, _ms(rows["hf_vq (N,D)"]["min_ms"]), floor,
+                 _ratio(ratios.get("hf_vq/GEMM")), _ratio(ratios.get("hf_vq torch path/GEMM")),
+                 _ratio(ratios.get("diffusers/hf_vq (both (B,D,H,W))")),
+                 _ratio(ratios.get("vqp/hf_vq (both channel-last)"))]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "¹ both on (B, D, H, W) input, hf_vq with `channel_first=True`. ² 1-minute load average at the "
+                  f"start and end of the row's runs, on {env['cpu_count']} CPUs: above that, other processes shared "
+                  "the cores."]
     memory = results.get("memory", {}).get("hf_vq")
     if memory and "error" not in memory:
         target = results["memory"].get("target_gb")
-        met = target is None or memory["extra_bytes"] <= target * 1e9
-        lines += ["", f"Peak memory of one forward + backward at N = {memory['n']:,}, D = {memory['d']}, K = {memory['k']:,}: "
-                      f"**{memory['extra_bytes'] / 1e9:.2f} GB above the input** (target ≤ {target} GB: {'met' if met else 'not met'}), "
-                      f"of which the step's own outputs `quantized` and `input.grad` are "
-                      f"{(memory['input_bytes'] + memory['input_grad_bytes']) / 1e9:.2f} GB."]
+        met = "met" if target is None or memory["extra_bytes"] <= target * 1e9 else "not met"
+        outputs = (memory["input_bytes"] + memory["input_grad_bytes"]) / 1e9
+        lines += ["", f"Peak memory of one forward + backward at N = {memory['n']:,}, D = {memory['d']}, "
+                      f"K = {memory['k']:,}: **{memory['extra_bytes'] / 1e9:.2f} GB above the input** (target ≤ "
+                      f"{target} GB: {met}), of which the step's own outputs `quantized` and `input.grad` are "
+                      f"{outputs:.2f} GB."]
         full = results["memory"].get("diffusers_analytic_full")
         if full:
             lines[-1] += f" diffusers needs {full['total'] / 2**30:.1f} GiB for its full (N, K) distance matrix."

@@ -63,7 +63,8 @@ def main() -> int:
         c = torch.randn(k, d, device=device, generator=g) + offset
         z = c[torch.randint(k, (n,), device=device, generator=g)] + 0.5 * torch.randn(n, d, device=device, generator=g)
         truth = brute_force(z, c)
-        for label, kwargs in (("fp32 ieee", {"half_precision": False}), ("bf16 + rerank 8", {"search_dtype": torch.bfloat16})):
+        for label, kwargs in (("fp32 ieee", {"half_precision": False}),
+                              ("bf16 + rerank 8", {"search_dtype": torch.bfloat16})):
             if device.type == "cpu" and "bf16" in label:
                 continue  # Triton's interpreter mis-rounds bf16 (numpy has no bfloat16)
             found = nearest_code(z, c, **kwargs) if device.type == "cuda" else _cpu_candidates(z, c)
@@ -92,7 +93,8 @@ def main() -> int:
         for key in [key for key in row if key.endswith("_ms")]:
             row[key.replace("_ms", "_tflops")] = flops / (row[key] / 1e3) / 1e12
         out["throughput"].append(row)
-        print(f"N={n:,} K={k:,} D={d}: " + ", ".join(f"{key} {value:.3g}" for key, value in row.items() if key.endswith(("_ms", "_tflops"))))
+        print(f"N={n:,} K={k:,} D={d}: "
+              + ", ".join(f"{key} {value:.3g}" for key, value in row.items() if key.endswith(("_ms", "_tflops"))))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=2)

@@ -1,24 +1,20 @@
 """Model cards and a one-commit Hub upload for hf_vq models.
 
-`render_model_card` fills the Jinja templates in the repository's top-level `model_cards/` folder
-(`vq_vit.md.j2` for a config `model_type` containing "vit", `vq_vae.md.j2` otherwise) with the Hub
-metadata (library, tags, datasets, metrics, `model-index`) and a body describing the quantizer, codebook
-usage, evaluation, training arguments, loading code, plots and the paper's citation.
+`render_model_card` fills a Jinja template of `hf_vq/model_cards/` (package data: `vq_vit.md.j2` for a config
+`model_type` containing "vit", `vq_vae.md.j2` otherwise; or any template file) with the Hub metadata (library,
+tags, datasets, metrics, `model-index`) and a body describing the quantizer, codebook usage, evaluation,
+training arguments, loading code, plots and the paper's citation.
 
-`push_to_hub` uploads weights, configs, remote code, the image processor, README.md and plots in ONE
-commit (`HfApi.create_commit`). Everything is written and checked locally before the first network
-call, so a bad argument never leaves a half-uploaded repo. It does not use `model.push_to_hub` (which
-replaces README.md with transformers' own card) nor `ModelCard.push_to_hub`/`ModelCard.validate`
-(which send the card to the Hub for validation).
-
-Template lookup (in order): the `template=` argument (a path, or a bundled name "vq_vit"/"vq_vae");
-`<repo>/model_cards/` next to the `hf_vq` package (a source checkout or an editable install);
-`hf_vq/model_cards/` inside an installed wheel (setup.py's build step copies them there). Otherwise a
-`FileNotFoundError` names the folders searched.
+`push_folder` uploads a saved model folder in ONE commit with `HfApi.upload_folder`, after checking locally
+that it holds safetensors weights and no pickle file (so a bad folder never leaves a half-uploaded repo); the
+training scripts push their finished output folder with it. `push_to_hub` saves a model, its image processor,
+card and plots to a temporary folder and pushes that. Neither uses `model.push_to_hub` (which replaces README.md
+with transformers' own card) nor `ModelCard.push_to_hub`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -30,11 +26,14 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from huggingface_hub import CommitOperationAdd, EvalResult, HfApi, ModelCard, ModelCardData
-from huggingface_hub.utils import HFValidationError, validate_repo_id
+from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
+from huggingface_hub.hf_api import DEFAULT_IGNORE_PATTERNS
+from huggingface_hub.utils import HFValidationError, filter_repo_objects, validate_repo_id
 
+__all__ = ["CITATION", "PICKLE_SUFFIXES", "files_to_upload", "find_template", "push_folder", "push_to_hub",
+           "render_model_card", "save_model_card"]
 
-__all__ = ["render_model_card", "push_to_hub", "save_model_card", "find_template", "CITATION", "PICKLE_SUFFIXES"]
+TEMPLATES = Path(__file__).resolve().parent / "model_cards"
 
 # What each bundled template describes: its Hub task (pipeline tag), its model tag, and whether the model is a
 # classifier (num_labels listed; AutoModelForImageClassification in the loading snippet).
@@ -51,7 +50,8 @@ PAPER_TITLE = (
     "Quantized Networks"
 )
 CITATION = """@inproceedings{huh2023straightening,
-  title     = {Straightening Out the Straight-Through Estimator: Overcoming Optimization Challenges in Vector Quantized Networks},
+  title     = {Straightening Out the Straight-Through Estimator: Overcoming Optimization Challenges in
+               Vector Quantized Networks},
   author    = {Huh, Minyoung and Cheung, Brian and Agrawal, Pulkit and Isola, Phillip},
   booktitle = {Proceedings of the 40th International Conference on Machine Learning},
   series    = {Proceedings of Machine Learning Research},
@@ -86,19 +86,8 @@ _METRIC_LABELS = {
     "ssim": "SSIM",
     "perplexity": "Codebook perplexity",
     "active_codes": "Active codes (fraction of K)",
-    "active_code_ratio": "Active codes (fraction of K)",
-    "codebook_usage": "Active codes (fraction of K)",
     "commitment": "Commitment loss",
     "quantization_error": "Quantization error",
-}
-_USAGE_LABELS = {
-    "perplexity": "Perplexity 2^H",
-    "active_codes": "Active codes (fraction of K)",
-    "active_code_ratio": "Active codes (fraction of K)",
-    "usage": "Active codes (fraction of K)",
-    "codebook_usage": "Active codes (fraction of K)",
-    "dead_codes": "Dead codes",
-    "codebook_size": "Codebook size K",
 }
 _ARCHITECTURE_KEYS = (
     "image_size", "patch_size", "num_channels", "in_channels", "out_channels", "hidden_size",
@@ -115,38 +104,11 @@ _PLOT_LINK = re.compile(r"\]\((plots/[^)\s]+)\)")
 # ----------------------------------------------------------------------------------------------- helpers
 
 
-def _config_get(config: Any, key: str, default: Any = None) -> Any:
-    """`config.key` for transformers configs, `config[key]` for diffusers' FrozenDict / plain dicts."""
-    if config is None:
-        return default
-    value = getattr(config, key, None)
-    if value is None and isinstance(config, Mapping):
-        value = config.get(key)
-    return default if value is None else value
-
-
-def _model_type(model: Any) -> str:
-    config = getattr(model, "config", None)
-    return str(_config_get(config, "model_type", "") or _config_get(config, "_class_name", "") or "")
-
-
-def _template_name(model: Any) -> str:
-    return "vq_vit" if "vit" in _model_type(model).lower() else "vq_vae"
-
-
 def _library(model: Any) -> str:
-    """"transformers" for a PreTrainedModel, "diffusers" for a ModelMixin, else "hf_vq" (no imports needed)."""
-    for cls in type(model).__mro__:
-        if cls.__name__ == "PreTrainedModel" and cls.__module__.startswith("transformers."):
-            return "transformers"
-        if cls.__name__ == "ModelMixin" and cls.__module__.startswith("diffusers."):
-            return "diffusers"
-    return "hf_vq"
+    """"transformers" for a PreTrainedModel (the Hub then shows an AutoModel snippet), else "hf_vq"."""
+    from transformers import PreTrainedModel
 
-
-def _template_dirs() -> list[Path]:
-    package = Path(__file__).resolve().parent
-    return [package.parent / "model_cards", package / "model_cards"]
+    return "transformers" if isinstance(model, PreTrainedModel) else "hf_vq"
 
 
 def find_template(name_or_path: str | os.PathLike) -> Path:
@@ -154,18 +116,9 @@ def find_template(name_or_path: str | os.PathLike) -> Path:
     path = Path(name_or_path)
     if path.is_file():
         return path
-    name = str(name_or_path)
-    if name in TEMPLATE_NAMES:
-        searched = [d / f"{name}.md.j2" for d in _template_dirs()]
-        for candidate in searched:
-            if candidate.is_file():
-                return candidate
-        raise FileNotFoundError(
-            f"Model card template {name!r} not found; looked for {', '.join(map(str, searched))}. The templates "
-            "live in the repository's top-level model_cards/ folder and are copied into wheels: reinstall hf_vq, "
-            "or pass template=<path to a .md.j2 file>"
-        )
-    raise FileNotFoundError(f"Model card template {name!r} is neither a file nor one of {TEMPLATE_NAMES}")
+    if str(name_or_path) in TEMPLATE_NAMES:
+        return TEMPLATES / f"{name_or_path}.md.j2"
+    raise FileNotFoundError(f"Model card template {str(name_or_path)!r} is neither a file nor one of {TEMPLATE_NAMES}")
 
 
 def _fmt(value: Any) -> str:
@@ -186,51 +139,15 @@ def _fmt(value: Any) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def _as_dict(obj: Any, what: str) -> dict:
-    if obj is None:
-        return {}
-    if isinstance(obj, Mapping):
-        return dict(obj)
-    if callable(getattr(obj, "to_dict", None)):
-        return dict(obj.to_dict())
-    raise TypeError(f"{what} must be a dict (or have .to_dict()), got {type(obj).__name__}")
-
-
-def _quantizers(model: Any) -> list[tuple[str, Any]]:
-    named_modules = getattr(model, "named_modules", None)
-    if named_modules is None:
-        return []
+def _quantizer_settings(model: Any, given: Mapping | None) -> tuple[dict, list[str]]:
+    """(settings, names of the VectorQuantizer modules): the first module's options, then config.quantizer,
+    then `given`."""
     from .quantization import VectorQuantizer
 
-    return [(name, module) for name, module in named_modules() if isinstance(module, VectorQuantizer)]
-
-
-def _module_settings(vq: Any) -> dict:
-    settings = {key: getattr(vq, key) for key in (
-        "codebook_size", "dim", "distance", "commitment_weight", "beta", "sync_nu", "replace_after",
-        "kmeans_init", "codebook_update") if hasattr(vq, key)}
-    settings["affine"] = vq.options.affine
-    if settings["affine"] is not None:
-        settings["affine_groups"] = getattr(vq, "affine_groups", 1)
-        lr_scale = getattr(getattr(vq, "affine", None), "lr_scale", None)
-        if lr_scale is not None:
-            settings["affine_lr_scale"] = lr_scale
-    return settings
-
-
-def _quantizer_settings(model: Any, given: Mapping | None) -> tuple[dict, list[str]]:
-    """(settings, names of the VectorQuantizer modules): config.quantizer, then the modules, then `given`."""
-    settings: dict = {}
-    config_quantizer = _config_get(getattr(model, "config", None), "quantizer")
-    if isinstance(config_quantizer, Mapping):
-        settings.update(config_quantizer)
-    found = _quantizers(model)
-    if found:
-        module_settings = _module_settings(found[0][1])
-        settings.setdefault("dim", module_settings.get("dim"))
-        for key, value in module_settings.items():
-            settings.setdefault(key, value)
-    settings.update(_as_dict(given, "quantizer_settings"))
+    found = [(name, m) for name, m in model.named_modules() if isinstance(m, VectorQuantizer)]
+    settings = dataclasses.asdict(found[0][1].options) if found else {}
+    settings.update(getattr(model.config, "quantizer", None) or {})
+    settings.update(given or {})
     return settings, [name for name, _ in found]
 
 
@@ -273,8 +190,6 @@ def _eval_results(
         metric = key[len("eval_"):] if key.startswith("eval_") else key
         if metric in _NOT_METRICS:
             continue
-        if not isinstance(value, (int, float)) and callable(getattr(value, "item", None)):
-            value = value.item()  # 0-d tensor / numpy scalar
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise ValueError(f"eval_results[{key!r}] must be a finite number, got {value!r}")
         label = _METRIC_LABELS.get(metric, metric.replace("_", " ").capitalize())
@@ -313,15 +228,17 @@ def render_model_card(
     dataset_split: str | None = None,
     eval_results: Mapping[str, float] | None = None,
     quantizer_settings: Mapping | None = None,
-    codebook_usage: Mapping[str, float] | None = None,
-    training_args: Mapping | Any | None = None,
+    perplexity: float | None = None,
+    active_codes: float | None = None,
+    training_args: Mapping | None = None,
     plots: Iterable[str | os.PathLike] = (),
     base_model: str | list[str] | None = None,
     license: str = "apache-2.0",
     tags: Iterable[str] = (),
     has_image_processor: bool = True,
+    codebook_usage: Mapping[str, float] | None = None,
 ) -> ModelCard:
-    """Render the model card of an hf_vq model; no network access.
+    """Render the model card of an hf_vq (or transformers) model; no network access.
 
     Args:
         model: the model (its config's `model_type` picks the template: "vit" in it → vq_vit, else vq_vae).
@@ -333,41 +250,43 @@ def render_model_card(
         eval_results: metric → value (e.g. {"accuracy": 0.91, "perplexity": 412.0}); a leading "eval_" is
             stripped and Trainer bookkeeping (runtime, samples_per_second, steps_per_second, epoch) dropped.
             Becomes `model-index`; requires `dataset_id` or `dataset_name`.
-        quantizer_settings: merged over the model's `config.quantizer` and its `VectorQuantizer` modules.
-        codebook_usage: e.g. {"perplexity": 412.0, "active_codes": 0.93}.
-        training_args: dict or object with `.to_dict()`; keys naming tokens/secrets are dropped.
+        quantizer_settings: merged over the options of the model's first `VectorQuantizer` and its
+            `config.quantizer`.
+        perplexity, active_codes: the codebook usage section: 2^H of the code histogram, and the fraction of
+            the K codes selected at least once.
+        training_args: a dict; keys naming tokens/secrets are dropped.
         plots: images to embed; relative paths are linked as given, absolute ones as plots/<file name>
             (where `push_to_hub` uploads them).
         base_model, license, tags: card metadata; tags are added to "hf_vq" and "vector-quantization".
         has_image_processor: the repo has a preprocessor_config.json (the loading snippet uses it).
+        codebook_usage: deprecated (0.1's {"perplexity": ..., "active_codes": ...}); use perplexity and
+            active_codes.
 
     Returns:
-        `huggingface_hub.ModelCard`. Metadata `library_name` is "transformers" for a `PreTrainedModel`
-        (the Hub then shows an AutoModel snippet), "diffusers" for a diffusers `ModelMixin`, else "hf_vq".
+        `huggingface_hub.ModelCard`; its `library_name` is "transformers" for a `PreTrainedModel`, else "hf_vq".
     """
     if not isinstance(model_name, str) or not model_name.strip():
         raise ValueError(f"model_name must be a non-empty string, got {model_name!r}")
-    if isinstance(tags, str):
-        tags = [tags]
-    if isinstance(plots, (str, os.PathLike)):
-        plots = [plots]
-    if template is None or str(template) not in TEMPLATE_NAMES:
-        kind = _template_name(model)  # a custom template file still gets the model's task metadata
+    if codebook_usage is not None:
+        warnings.warn("render_model_card(codebook_usage=...) is deprecated; pass perplexity= and active_codes=",
+                      FutureWarning, stacklevel=2)
+        perplexity, active_codes = codebook_usage.get("perplexity"), codebook_usage.get("active_codes")
+    tags = [tags] if isinstance(tags, str) else list(tags)
+    plots = [plots] if isinstance(plots, (str, os.PathLike)) else list(plots)
+    config = model.config
+    if template is None or str(template) not in TEMPLATE_NAMES:  # a custom template still gets the task metadata
+        kind = "vq_vit" if "vit" in config.model_type.lower() else "vq_vae"
     else:
         kind = str(template)
-    template_path = find_template(template if template is not None else kind)
     task, classifier = _TEMPLATE_KINDS[kind]["task"], _TEMPLATE_KINDS[kind]["classifier"]
+    class_name, library = type(model).__name__, _library(model)
+    auto_class = (
+        "AutoModelForImageClassification" if classifier and "ImageClassification" in class_name else "AutoModel"
+    )
 
-    config = getattr(model, "config", None)
-    class_name = type(model).__name__
-    library = _library(model)
-    auto_class = "AutoModelForImageClassification" if classifier and "ImageClassification" in class_name else "AutoModel"
-
-    training = {k: v for k, v in _as_dict(training_args, "training_args").items() if not _SECRET.search(str(k))}
+    training = {k: v for k, v in (training_args or {}).items() if not _SECRET.search(str(k))}
     settings, quantizer_modules = _quantizer_settings(model, quantizer_settings)
     results, eval_rows = _eval_results(eval_results, task, dataset_id, dataset_name, dataset_split)
-    usage = _as_dict(codebook_usage, "codebook_usage")
-
     card_data = ModelCardData(
         library_name=library,
         license=license,
@@ -379,56 +298,47 @@ def render_model_card(
         model_name=model_name if results else None,
         eval_results=results or None,
     )
-
-    main_rows = [{"name": label, "key": key, "value": _fmt(settings[key])}
-                 for key, label in _QUANTIZER_LABELS.items() if key in settings]
-    other_rows = [{"name": key, "key": key, "value": _fmt(settings[key])}
-                  for key in sorted(settings) if key not in _QUANTIZER_LABELS]
-    usage_rows = [{"name": _USAGE_LABELS.get(key, key.replace("_", " ").capitalize()), "key": key, "value": _fmt(value)}
-                  for key, value in usage.items()]
-    architecture_rows = []
-    for key in _ARCHITECTURE_KEYS:
-        value = _config_get(config, key)
-        if value is not None and (key != "num_labels" or classifier):
-            architecture_rows.append({"name": key, "value": _fmt(value)})
-    parameters = getattr(model, "parameters", None)
-    num_parameters = sum(p.numel() for p in parameters()) if callable(parameters) else None
-    auto_map = _config_get(config, "auto_map") or _config_get(config, "remote_code_auto_map")
-
+    usage = {"Perplexity 2^H": perplexity, "Active codes (fraction of K)": active_codes,
+             "Codebook size K": settings.get("codebook_size")}
     return ModelCard.from_template(
         card_data,
-        template_path=str(template_path),
+        template_path=str(find_template(template if template is not None else kind)),
         model_name=model_name,
         repo_id=repo_id or model_name,
         model_class=class_name,
-        model_type=_model_type(model),
-        library=library,
+        model_type=config.model_type,
         is_transformers=library == "transformers",
         has_image_processor=bool(has_image_processor),
-        image_size=_config_get(config, "image_size", 224),
-        num_channels=_config_get(config, "num_channels", 3),
+        image_size=getattr(config, "image_size", 224),
+        num_channels=getattr(config, "num_channels", 3),
         auto_class=auto_class,
-        has_remote_code=bool(auto_map),
+        has_remote_code=bool(getattr(config, "auto_map", None) or getattr(config, "remote_code_auto_map", None)),
         task=task,
         dataset_name=dataset_name or dataset_id,
         dataset_id=dataset_id,
         dataset_split=dataset_split,
         techniques=_techniques(settings, training),
-        quantizer_rows=main_rows,
-        quantizer_other_rows=other_rows,
+        quantizer_rows=[{"name": label, "value": _fmt(settings[key])} for key, label in _QUANTIZER_LABELS.items()
+                        if key in settings],
+        quantizer_other_rows=[{"name": key, "value": _fmt(settings[key])} for key in sorted(settings)
+                              if key not in _QUANTIZER_LABELS],
         quantizer_modules=quantizer_modules,
-        usage_rows=usage_rows,
+        usage_rows=[{"name": name, "value": _fmt(value)} for name, value in usage.items() if value is not None]
+        if perplexity is not None or active_codes is not None else [],
         eval_rows=eval_rows,
         training_rows=[{"name": str(k), "value": _fmt(v)} for k, v in training.items()],
-        architecture_rows=architecture_rows,
-        num_parameters=f"{num_parameters:,}" if num_parameters is not None else None,
+        architecture_rows=[{"name": key, "value": _fmt(getattr(config, key))} for key in _ARCHITECTURE_KEYS
+                           if getattr(config, key, None) is not None and (key != "num_labels" or classifier)],
+        num_parameters=f"{sum(p.numel() for p in model.parameters()):,}",
         plots=[{"path": _plot_link(p), "title": Path(p).stem.replace("_", " ").replace("-", " ")} for p in plots],
         paper_title=PAPER_TITLE,
         citation=CITATION,
     )
 
 
-def save_model_card(card: ModelCard | str, directory: str | os.PathLike, *, plots: Iterable[str | os.PathLike] = ()) -> Path:
+def save_model_card(
+    card: ModelCard | str, directory: str | os.PathLike, *, plots: Iterable[str | os.PathLike] = ()
+) -> Path:
     """Write `card` to `directory/README.md` and copy `plots` to `directory/plots/`; returns the README path."""
     plot_paths = _check_plots(plots)
     if not isinstance(card, (ModelCard, str)):
@@ -455,7 +365,9 @@ def _check_repo_id(repo_id: Any) -> None:
             raise HFValidationError(f"not a string ({type(repo_id).__name__})")
         validate_repo_id(repo_id)
     except HFValidationError as error:
-        raise ValueError(f"repo_id must be 'name' or 'namespace/name' (letters, digits, '-', '_', '.'), got {repo_id!r}: {error}") from None
+        raise ValueError(
+            f"repo_id must be 'name' or 'namespace/name' (letters, digits, '-', '_', '.'), got {repo_id!r}: {error}"
+        ) from None
 
 
 def _check_plots(plots: Iterable[str | os.PathLike]) -> list[Path]:
@@ -467,7 +379,10 @@ def _check_plots(plots: Iterable[str | os.PathLike]) -> list[Path]:
         if not path.is_file():
             raise FileNotFoundError(f"plot file not found: {path}")
         if path.name in names:
-            raise ValueError(f"two plots share the file name {path.name!r} ({names[path.name]} and {path}); they both go to {PLOTS_DIR}/")
+            raise ValueError(
+                f"two plots share the file name {path.name!r} ({names[path.name]} and {path}); "
+                f"they both go to {PLOTS_DIR}/"
+            )
         names[path.name] = path
         paths.append(path)
     return paths
@@ -486,6 +401,54 @@ def _is_pickle(name: str) -> bool:
     return name.lower().endswith(PICKLE_SUFFIXES)
 
 
+def files_to_upload(folder: str | os.PathLike, ignore_patterns: Iterable[str] = ()) -> list[str]:
+    """The repo paths `HfApi.upload_folder(folder, ignore_patterns=...)` sends (huggingface_hub's own filter)."""
+    folder = Path(folder)
+    paths = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    return list(filter_repo_objects(paths, ignore_patterns=[*ignore_patterns, *DEFAULT_IGNORE_PATTERNS]))
+
+
+def push_folder(
+    folder: str | os.PathLike,
+    repo_id: str,
+    *,
+    ignore_patterns: Iterable[str] = (),
+    commit_message: str = "Upload hf_vq model",
+    private: bool | None = None,
+    token: str | bool | None = None,
+    revision: str | None = None,
+    create_repo: bool = True,
+):
+    """Upload `folder` (a saved model: safetensors weights, config, card, plots, ...) to the Hub in one commit
+    with `HfApi.upload_folder`, leaving out `ignore_patterns`; returns its `CommitInfo`.
+
+    Raises ValueError for a bad repo_id or commit message and RuntimeError when the files to upload hold a
+    pickle file or no safetensors weights, before any network call; warns when README.md links a plot that is
+    not uploaded. A `revision` branch is created if missing (with `create_repo`)."""
+    _check_repo_id(repo_id)
+    if not isinstance(commit_message, str) or not commit_message.strip():
+        raise ValueError("commit_message must be a non-empty string")
+    ignore_patterns = list(ignore_patterns)
+    files = files_to_upload(folder, ignore_patterns)
+    pickles = [name for name in files if _is_pickle(name)]
+    if pickles:
+        raise RuntimeError(f"{folder} holds pickle files {pickles}; only safetensors weights are uploaded")
+    if not any(name.endswith(".safetensors") for name in files):
+        raise RuntimeError(f"{folder} holds no .safetensors file (files: {files})")
+    readme = Path(folder) / "README.md"
+    links = set(_PLOT_LINK.findall(readme.read_text(encoding="utf-8"))) if "README.md" in files else set()
+    if links - set(files):
+        warnings.warn(f"README.md links {sorted(links - set(files))}, which this commit does not upload", stacklevel=2)
+
+    api = HfApi(token=token)
+    if create_repo:
+        api.create_repo(repo_id, exist_ok=True, private=private)
+        if revision is not None and revision != "main" and not revision.startswith("refs/"):
+            api.create_branch(repo_id, branch=revision, exist_ok=True)
+    return api.upload_folder(repo_id=repo_id, folder_path=str(folder), ignore_patterns=ignore_patterns,
+                             commit_message=commit_message, revision=revision)
+
+
 def push_to_hub(
     model: Any,
     repo_id: str,
@@ -500,32 +463,25 @@ def push_to_hub(
     revision: str | None = None,
     create_repo: bool = True,
 ):
-    """Upload model, image processor, README.md and plots to the Hub in one commit; returns its `CommitInfo`.
+    """Save model, image processor, README.md and plots to a temporary folder and upload it in one commit
+    (`push_folder`); returns its `CommitInfo`.
 
     Args:
-        model: anything with `save_pretrained(directory)` writing safetensors (pickle files raise).
+        model: has `save_pretrained(directory)` writing safetensors (pickle files raise).
         repo_id: "name" or "namespace/name".
         image_processor: saved into the same folder (preprocessor_config.json).
         card: README.md; None renders one with `render_model_card(model, model_name=<repo name>, plots=plots)`.
         plots: image files uploaded as plots/<file name> (what `render_model_card` links absolute paths to).
         extra_files: path in repo → local file, uploaded as-is (no pickle files).
-        commit_message, private, token, revision: as in `HfApi`; a `revision` branch is created if missing.
-        create_repo: call `HfApi.create_repo(repo_id, exist_ok=True, private=private)` first.
+        commit_message, private, token, revision, create_repo: as in `push_folder`.
 
     Raises ValueError (bad repo_id / extra_files), FileNotFoundError (missing plot or extra file) and
     TypeError (no save_pretrained) before anything is written or sent; RuntimeError if saving produced a
     pickle file or no safetensors, before any network call.
     """
-    # 1. Validate every input; nothing is written yet.
     _check_repo_id(repo_id)
     if not callable(getattr(model, "save_pretrained", None)):
         raise TypeError(f"model must have a save_pretrained(directory) method, got {type(model).__name__}")
-    if image_processor is not None and not callable(getattr(image_processor, "save_pretrained", None)):
-        raise TypeError(f"image_processor must have a save_pretrained(directory) method, got {type(image_processor).__name__}")
-    if card is not None and not isinstance(card, (ModelCard, str)):
-        raise TypeError(f"card must be a huggingface_hub.ModelCard, a str or None, got {type(card).__name__}")
-    if not isinstance(commit_message, str) or not commit_message.strip():
-        raise ValueError("commit_message must be a non-empty string")
     plot_paths = _check_plots(plots)
     extras: dict[str, Path] = {}
     for path_in_repo, local in dict(extra_files or {}).items():
@@ -535,48 +491,23 @@ def push_to_hub(
         if not Path(local).is_file():
             raise FileNotFoundError(f"extra_files[{path_in_repo!r}] not found: {local}")
         extras[key] = Path(local)
-    reserved = {f"{PLOTS_DIR}/{p.name}" for p in plot_paths}
-    clash = reserved & set(extras)
+    clash = {f"{PLOTS_DIR}/{p.name}" for p in plot_paths} & set(extras)
     if clash:
         raise ValueError(f"extra_files {sorted(clash)} would overwrite plots of the same name")
 
     with tempfile.TemporaryDirectory(prefix="hf_vq_push_") as tmp:
-        folder = Path(tmp)
-        # 2. Save everything locally.
-        model.save_pretrained(folder)
+        model.save_pretrained(tmp)
         if image_processor is not None:
-            image_processor.save_pretrained(folder)
-        saved = sorted(p for p in folder.rglob("*") if p.is_file())
-        pickles = [p.relative_to(folder).as_posix() for p in saved if _is_pickle(p.name)]
-        if pickles:
-            raise RuntimeError(f"save_pretrained wrote pickle files {pickles}; only safetensors weights are uploaded")
-        if not any(p.name.endswith(".safetensors") for p in saved):
-            raise RuntimeError(f"save_pretrained wrote no .safetensors file (wrote {[p.name for p in saved]})")
-        files = {p.relative_to(folder).as_posix(): p for p in saved if "__pycache__" not in p.parts}
-        clash = set(files) & (set(extras) | reserved)
+            image_processor.save_pretrained(tmp)
+        clash = set(extras) & set(files_to_upload(tmp))
         if clash:
-            raise ValueError(f"extra_files/plots {sorted(clash)} would overwrite files written by save_pretrained")
-
+            raise ValueError(f"extra_files {sorted(clash)} would overwrite files written by save_pretrained")
         if card is None:
             card = render_model_card(model, model_name=repo_id.split("/")[-1], repo_id=repo_id, plots=plot_paths,
                                      has_image_processor=image_processor is not None)
-        readme = folder / "README.md"
-        readme.write_text(str(card), encoding="utf-8")
-        files["README.md"] = readme
-        for path in plot_paths:
-            files[f"{PLOTS_DIR}/{path.name}"] = path
-        files.update(extras)
-
-        uploaded = set(files)
-        missing_links = sorted({link for link in _PLOT_LINK.findall(str(card)) if link not in uploaded})
-        if missing_links:
-            warnings.warn(f"README.md links {missing_links}, which this commit does not upload", stacklevel=2)
-        operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(path)) for name, path in sorted(files.items())]
-
-        # 3. Network: repo (and branch), then a single commit.
-        api = HfApi(token=token)
-        if create_repo:
-            api.create_repo(repo_id, exist_ok=True, private=private)
-            if revision is not None and revision != "main" and not revision.startswith("refs/"):
-                api.create_branch(repo_id, branch=revision, exist_ok=True)
-        return api.create_commit(repo_id, operations=operations, commit_message=commit_message, revision=revision)
+        save_model_card(card, tmp, plots=plot_paths)
+        for key, local in extras.items():
+            (Path(tmp) / key).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(local, Path(tmp) / key)
+        return push_folder(tmp, repo_id, commit_message=commit_message, private=private, token=token,
+                           revision=revision, create_repo=create_repo)

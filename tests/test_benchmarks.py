@@ -44,13 +44,15 @@ def test_quantizer_benchmark_quick(quick_run):
     assert "where hf_vq's native step goes" in out
     assert "extra above input" in out
     # vector-quantize-pytorch is optional: either its row or the install hint is printed
-    assert "vector-quantize-pytorch VectorQuantize" in out or "not installed: pip install vector-quantize-pytorch" in out
+    hint = "not installed: pip install vector-quantize-pytorch"
+    assert "vector-quantize-pytorch VectorQuantize" in out or hint in out
     assert results["config"]["quick"] is True
     (run,) = results["runs"]
     assert run["threads"] == 1 and run["k"] == 1024
     assert {"hf_vq (N,D)", "hf_vq (N,D) torch path", "hf_vq (B,D,H,W) channel_first"} <= set(run["rows"])
     assert set(run["ratios"]) >= {"diffusers/hf_vq (both (B,D,H,W))", "vqp/hf_vq (both channel-last)", "hf_vq/GEMM"}
-    assert run["gemm"]["min_ms"] == min(c["min_ms"] for c in run["gemm"]["candidates"].values())  # the floor is the best
+    # the floor is the best candidate
+    assert run["gemm"]["min_ms"] == min(c["min_ms"] for c in run["gemm"]["candidates"].values())
     assert results["environment"]["cpu"] and results["environment"]["loadavg_start"] is not None
 
 
@@ -69,7 +71,8 @@ def test_readme_speed_table_is_generated_from_the_json(quick_run, tmp_path):
     run = results["runs"][0]
     assert results["environment"]["cpu"] in rendered  # the machine, the load and the thread count are named
     assert f"{results['environment']['loadavg_start'][0]:.1f}" in rendered
-    assert f"| {run['threads']} | {run['k']:,} | {run['loadavg_start'][0]:.1f} → {run['loadavg_end'][0]:.1f} |" in rendered
+    load = f"{run['loadavg_start'][0]:.1f} → {run['loadavg_end'][0]:.1f}"
+    assert f"| {run['threads']} | {run['k']:,} | {load} |" in rendered
     assert f"{run['ratios']['hf_vq/GEMM']['min']:.2f}×" in rendered
     # regenerating is idempotent; a README without the markers is refused
     assert table.replace_between_markers(text, table.render(results)) == text

@@ -1,9 +1,9 @@
-"""hf_vq.hub: model cards and the one-commit push. No network: offline mode is forced and HfApi is intercepted."""
+"""hf_vq.hub: model cards and the one-commit push. No network: offline mode is forced and HfApi's upload is
+intercepted (tests/conftest.py: hub_calls)."""
 
 from __future__ import annotations
 
 import struct
-import types
 import zlib
 from pathlib import Path
 
@@ -15,8 +15,7 @@ from huggingface_hub import HfApi, ModelCard, metadata_load
 from huggingface_hub.errors import OfflineModeIsEnabled
 
 from hf_vq import hub
-from hf_vq.hub import push_to_hub, render_model_card, save_model_card
-
+from hf_vq.hub import push_folder, push_to_hub, render_model_card, save_model_card
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 
@@ -30,34 +29,6 @@ def offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setenv("HF_TOKEN", "hf_fake_token_for_tests")
-
-
-@pytest.fixture
-def hub_calls(monkeypatch):
-    """Replace HfApi.create_repo / create_branch / create_commit with recorders; commits keep file bytes."""
-    calls = types.SimpleNamespace(create_repo=[], create_branch=[], create_commit=[])
-
-    def create_repo(self, repo_id, **kwargs):
-        calls.create_repo.append((repo_id, kwargs))
-        return f"https://huggingface.co/{repo_id}"
-
-    def create_branch(self, repo_id, **kwargs):
-        calls.create_branch.append((repo_id, kwargs))
-
-    def create_commit(self, repo_id, operations, **kwargs):
-        operations = list(operations)
-        files = {}
-        for op in operations:
-            assert isinstance(op, huggingface_hub.CommitOperationAdd)
-            source = op.path_or_fileobj
-            files[op.path_in_repo] = Path(source).read_bytes() if isinstance(source, (str, Path)) else bytes(source)
-        calls.create_commit.append((repo_id, files, kwargs))
-        return types.SimpleNamespace(commit_url=f"https://huggingface.co/{repo_id}/commit/0", oid="0" * 40)
-
-    monkeypatch.setattr(HfApi, "create_repo", create_repo)
-    monkeypatch.setattr(HfApi, "create_branch", create_branch)
-    monkeypatch.setattr(HfApi, "create_commit", create_commit)
-    return calls
 
 
 def _png(path: Path) -> Path:
@@ -93,7 +64,7 @@ def _card(model, plots, **kwargs):
     return render_model_card(
         model, model_name="tiny-vq-vit", repo_id="me/tiny-vq-vit", dataset_name="Fashion-MNIST",
         dataset_id="zalando-datasets/fashion_mnist", dataset_split="test", eval_results=EVAL,
-        quantizer_settings=QUANTIZER, codebook_usage={"perplexity": 412.5, "active_codes": 0.875},
+        quantizer_settings=QUANTIZER, perplexity=412.5, active_codes=0.875,
         training_args={"learning_rate": 1e-3, "num_train_epochs": 2, "hub_token": "secret"}, plots=plots,
         tags=["fashion-mnist"], **kwargs)
 
@@ -121,8 +92,8 @@ def test_push_one_commit_with_exact_files(vit, plots, hub_calls, tmp_path):
     assert result.commit_url.endswith("/commit/0")
     assert hub_calls.create_repo == [("me/tiny-vq-vit", {"exist_ok": True, "private": True})]
     assert hub_calls.create_branch == []
-    assert len(hub_calls.create_commit) == 1
-    repo_id, files, kwargs = hub_calls.create_commit[0]
+    assert len(hub_calls.uploads) == 1
+    repo_id, files, kwargs = hub_calls.uploads[0]
     assert repo_id == "me/tiny-vq-vit"
     assert kwargs == {"commit_message": "test upload", "revision": None}
     assert set(files) == {"config.json", "model.safetensors", "preprocessor_config.json", "README.md",
@@ -154,7 +125,8 @@ def test_push_one_commit_with_exact_files(vit, plots, hub_calls, tmp_path):
     assert entry["name"] == "tiny-vq-vit"
     (result_entry,) = entry["results"]
     assert result_entry["task"]["type"] == "image-classification"
-    assert result_entry["dataset"] == {"name": "Fashion-MNIST", "type": "zalando-datasets/fashion_mnist", "split": "test"}
+    assert result_entry["dataset"] == {"name": "Fashion-MNIST", "type": "zalando-datasets/fashion_mnist",
+                                       "split": "test"}
     assert {m["type"]: m["value"] for m in result_entry["metrics"]} == EVAL
 
     parsed = ModelCard(readme.decode("utf-8"))
@@ -164,13 +136,15 @@ def test_push_one_commit_with_exact_files(vit, plots, hub_calls, tmp_path):
     body = parsed.text
     for needle in ("## Quantizer settings", "| Codebook size K | `512` |", "α, commitment weight", "| `5` |",
                    "β, codebook share", "`0.995`", "ν, synchronized update (eq 21) | `0.01` |",
-                   "Affine re-parameterisation (§4.1) | `learnable` |", "LRU replacement after (steps, 0 = off) | `20` |",
+                   "Affine re-parameterisation (§4.1) | `learnable` |",
+                   "LRU replacement after (steps, 0 = off) | `20` |",
                    "k-means initialisation (A.7) | `yes` |", "## Codebook usage", "| Perplexity 2^H | 412.5 |",
                    "## Evaluation results", "| Accuracy | 0.8125 |", "`learning_rate`",
                    "import hf_vq", 'AutoModelForImageClassification.from_pretrained("me/tiny-vq-vit")',
                    'AutoImageProcessor.from_pretrained("me/tiny-vq-vit")',
                    "![loss](plots/loss.png)", "![codebook usage](plots/codebook_usage.png)",
-                   "@inproceedings{huh2023straightening", "Huh, Minyoung and Cheung, Brian and Agrawal, Pulkit and Isola, Phillip"):
+                   "@inproceedings{huh2023straightening",
+                   "Huh, Minyoung and Cheung, Brian and Agrawal, Pulkit and Isola, Phillip"):
         assert needle in body, needle
     assert "secret" not in body and "hub_token" not in body
     # A plain ViT has no remote code: no trust_remote_code snippet.
@@ -181,9 +155,10 @@ def test_push_renders_a_card_when_none_given(vit, plots, hub_calls):
     model, _ = vit
     push_to_hub(model, "tiny", plots=plots, create_repo=False, revision="main")
     assert hub_calls.create_repo == [] and hub_calls.create_branch == []
-    (_, files, kwargs) = hub_calls.create_commit[0]
+    (_, files, kwargs) = hub_calls.uploads[0]
     assert kwargs["revision"] == "main"
-    assert set(files) == {"config.json", "model.safetensors", "README.md", "plots/loss.png", "plots/codebook_usage.png"}
+    assert set(files) == {"config.json", "model.safetensors", "README.md", "plots/loss.png",
+                          "plots/codebook_usage.png"}
     meta = _metadata(files["README.md"])
     assert meta["library_name"] == "transformers" and "hf_vq" in meta["tags"] and "model-index" not in meta
     text = files["README.md"].decode()
@@ -194,9 +169,10 @@ def test_revision_branch_and_extra_files(vit, tmp_path, hub_calls):
     model, _ = vit
     extra = tmp_path / "eval.json"
     extra.write_text('{"accuracy": 0.5}')
-    push_to_hub(model, "me/x", card="---\nlicense: mit\n---\n# x\n", extra_files={"results/eval.json": extra}, revision="v1")
+    push_to_hub(model, "me/x", card="---\nlicense: mit\n---\n# x\n", extra_files={"results/eval.json": extra},
+                revision="v1")
     assert hub_calls.create_branch == [("me/x", {"branch": "v1", "exist_ok": True})]
-    (_, files, kwargs) = hub_calls.create_commit[0]
+    (_, files, kwargs) = hub_calls.uploads[0]
     assert kwargs["revision"] == "v1"
     assert set(files) == {"config.json", "model.safetensors", "README.md", "results/eval.json"}
     assert files["README.md"].decode().startswith("---\nlicense: mit\n---")
@@ -209,7 +185,7 @@ def test_bad_repo_id_raises_before_anything(vit, plots, hub_calls, monkeypatch, 
     monkeypatch.setattr(type(model), "save_pretrained", lambda self, *a, **k: saves.append(a), raising=True)
     with pytest.raises(ValueError, match="repo_id"):
         push_to_hub(model, repo_id, plots=plots)
-    assert saves == [] and hub_calls.create_repo == [] and hub_calls.create_commit == []
+    assert saves == [] and hub_calls.create_repo == [] and hub_calls.uploads == []
 
 
 def test_missing_plot_raises_before_anything(vit, plots, hub_calls, monkeypatch, tmp_path):
@@ -225,7 +201,7 @@ def test_missing_plot_raises_before_anything(vit, plots, hub_calls, monkeypatch,
         push_to_hub(model, "me/x", extra_files={"optimizer.pt": plots[0]})
     with pytest.raises(ValueError, match="share the file name"):
         push_to_hub(model, "me/x", plots=[plots[0], plots[0]])
-    assert saves == [] and hub_calls.create_repo == [] and hub_calls.create_commit == []
+    assert saves == [] and hub_calls.create_repo == [] and hub_calls.uploads == []
 
 
 def test_model_without_save_pretrained(hub_calls):
@@ -243,7 +219,7 @@ def test_pickle_from_save_pretrained_is_refused_before_network(hub_calls):
 
     with pytest.raises(RuntimeError, match="pytorch_model.bin"):
         push_to_hub(Pickler(), "me/x", card="# x\n")
-    assert hub_calls.create_repo == [] and hub_calls.create_commit == []
+    assert hub_calls.create_repo == [] and hub_calls.uploads == []
 
 
 def test_eval_results_need_a_dataset_and_finite_values(vit):
@@ -269,7 +245,7 @@ def test_template_choice_and_lookup(vit, tmp_path):
     assert card.text.strip() == "# m custom" and card.data.library_name == "transformers"
     with pytest.raises(FileNotFoundError, match="nope"):
         render_model_card(model, model_name="m", template="nope")
-    assert hub.find_template("vq_vit") == Path(hub.__file__).resolve().parent.parent / "model_cards" / "vq_vit.md.j2"
+    assert hub.find_template("vq_vit") == Path(hub.__file__).resolve().parent / "model_cards" / "vq_vit.md.j2"
 
 
 def test_save_model_card(vit, plots, tmp_path):
@@ -299,7 +275,7 @@ def test_hf_vq_models_push_with_remote_code(hub_calls, tmp_path):
 
     for model, repo, tag in ((vit, "me/vq-vit", "vq-vit"), (vae, "me/vq-vae", "vq-vae")):
         push_to_hub(model, repo, plots=[plot])
-        (_, files, _) = hub_calls.create_commit[-1]
+        (_, files, _) = hub_calls.uploads[-1]
         assert {"config.json", "model.safetensors", "README.md", "plots/recon.png"} <= set(files)
         others = set(files) - {"config.json", "model.safetensors", "README.md", "plots/recon.png"}
         assert others and all(name.endswith(".py") and "/" not in name for name in others), others  # remote code
@@ -313,3 +289,39 @@ def test_hf_vq_models_push_with_remote_code(hub_calls, tmp_path):
             assert 'AutoModelForImageClassification.from_pretrained("me/vq-vit", trust_remote_code=True)' in text
             assert "AutoImageProcessor" not in text and "preprocessor_config.json" not in files
     assert "VQ autoencoder" in text and 'AutoModel.from_pretrained("me/vq-vae")' in text
+
+
+def test_codebook_usage_is_a_deprecated_alias_of_perplexity_and_active_codes(vit):
+    model, _ = vit
+    with pytest.warns(FutureWarning, match="codebook_usage=.*deprecated"):
+        old = render_model_card(model, model_name="m", codebook_usage={"perplexity": 412.5, "active_codes": 0.875})
+    assert str(old) == str(render_model_card(model, model_name="m", perplexity=412.5, active_codes=0.875))
+    assert "| Active codes (fraction of K) | 0.875 |" in old.text and "| Perplexity 2^H | 412.5 |" in old.text
+    assert "## Codebook usage" not in render_model_card(model, model_name="m").text
+
+
+def test_push_folder_sends_the_folder_but_what_it_leaves_out(vit, tmp_path, hub_calls):
+    model, processor = vit
+    folder = tmp_path / "run"
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    (folder / "README.md").write_text("# run\n![loss](plots/loss.png)\n")
+    (folder / "plots").mkdir()
+    _png(folder / "plots" / "loss.png")
+    (folder / "checkpoints" / "step_000000004").mkdir(parents=True)
+    (folder / "checkpoints" / "step_000000004" / "random_states_0.pkl").write_bytes(b"pickle")
+    push_folder(folder, "me/run", ignore_patterns=["checkpoints/"], commit_message="a run")
+    [(repo_id, files, kwargs)] = hub_calls.uploads
+    assert repo_id == "me/run" and kwargs == {"commit_message": "a run", "revision": None}
+    assert set(files) == {"config.json", "model.safetensors", "preprocessor_config.json", "README.md",
+                          "plots/loss.png"}
+    assert files["model.safetensors"] == (folder / "model.safetensors").read_bytes()
+    with pytest.raises(RuntimeError, match=r"pickle files \['checkpoints/step_000000004/random_states_0.pkl'\]"):
+        push_folder(folder, "me/run")  # without the ignore pattern: refused before any request
+    (folder / "plots" / "loss.png").unlink()
+    with pytest.warns(UserWarning, match=r"README.md links \['plots/loss.png'\]"):
+        push_folder(folder, "me/run", ignore_patterns=["checkpoints/"])
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(RuntimeError, match="no .safetensors file"):
+        push_folder(folder, "me/run", ignore_patterns=["checkpoints/"])
+    assert len(hub_calls.uploads) == 2 and len(hub_calls.create_repo) == 2

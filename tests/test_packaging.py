@@ -1,5 +1,5 @@
-"""The wheel a user installs: it carries the model-card templates (copied in by setup.py's build step) and
-its metadata version is hf_vq.__version__ (one source, hf_vq/version.py)."""
+"""The wheel a user installs: it carries the model-card templates (package data of hf_vq) and its metadata
+version is hf_vq.__version__ (one source, hf_vq/version.py)."""
 
 import shutil
 import subprocess
@@ -16,10 +16,9 @@ REPO = Path(__file__).resolve().parents[1]
 def test_wheel_carries_the_model_card_templates(tmp_path):
     source = tmp_path / "src"  # a copy, so the build writes nothing into the checkout
     source.mkdir()
-    for name in ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md"):
+    for name in ("pyproject.toml", "README.md"):
         shutil.copy2(REPO / name, source / name)
-    for folder in ("hf_vq", "model_cards"):
-        shutil.copytree(REPO / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "hf_vq", source / "hf_vq", ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
                     "-w", str(tmp_path / "dist"), str(source)], check=True, capture_output=True, timeout=300)
     (wheel,) = (tmp_path / "dist").glob("hf_vq-*.whl")
@@ -33,11 +32,14 @@ def test_wheel_carries_the_model_card_templates(tmp_path):
 
     # the installed layout finds its templates (no repository around it)
     child = (
-        "import sys; sys.meta_path[:] = [f for f in sys.meta_path if '__editable__' not in getattr(f, '__module__', '')];"
+        "import sys; sys.meta_path[:] = [f for f in sys.meta_path "
+        "if '__editable__' not in getattr(f, '__module__', '')];"
         f"sys.path.insert(0, {str(tmp_path / 'site')!r}); import hf_vq.hub as h;"
         "print(h.__file__); print(*[h.find_template(n) for n in h.TEMPLATE_NAMES], sep='\\n')"
     )
-    result = subprocess.run([sys.executable, "-I", "-c", child], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", child], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     for line in result.stdout.split():
         assert Path(line).is_relative_to(tmp_path / "site"), result.stdout

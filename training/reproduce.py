@@ -63,9 +63,9 @@ def build_requests(cfg: dict, parts) -> list[tuple[dict, str, str]]:
     req = []
     seeds = cfg["seeds"]
 
-    def table3(rows, datasets):
-        for dataset in datasets:
-            for seed in seeds:
+    def table3(rows, datasets):  # seed-major: a run cut short has every row on every dataset for its first seeds
+        for seed in seeds:
+            for dataset in datasets:
                 for name, variant, *_ in rows:
                     req.append((A.make_spec(cfg, table="table3", row=name, dataset=dataset, task="vqvae",
                                             variant=variant, seed=seed), "table3", name))

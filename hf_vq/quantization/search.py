@@ -42,7 +42,8 @@ def _search_dtype(z: torch.Tensor, half_precision: bool) -> torch.dtype:
     return z.dtype
 
 
-def squared_distances(z: torch.Tensor, codebook: torch.Tensor, codebook_sq: torch.Tensor | None = None) -> torch.Tensor:
+def squared_distances(z: torch.Tensor, codebook: torch.Tensor,
+                      codebook_sq: torch.Tensor | None = None) -> torch.Tensor:
     """‖z_i − c_j‖² − ‖z_i‖² = ‖c_j‖² − 2 z_i·c_j, shape (N, K).
 
     The ‖z_i‖² term is constant per row, so the argmin (eq 5) and the softmax of eq 12 do not need it.
@@ -118,7 +119,8 @@ def nearest_code(
             return triton_candidates(z, centred, bias).squeeze(1)
         found = triton_candidates(z, centred, 0.5 * centred.pow(2).sum(-1), top=top, center=center, dot_dtype=dtype)
         for start in range(0, n, chunk_size):  # chunked: the (chunk, r, D) candidate codes stay small
-            out[start : start + chunk_size] = _rerank(z[start : start + chunk_size], center, centred, found[start : start + chunk_size])
+            end = min(n, start + chunk_size)
+            out[start:end] = _rerank(z[start:end], center, centred, found[start:end])
         return out
 
     # The bias is folded into the GEMM as one more feature, [z, 1]·[s, −h], so no (chunk, K) bias copy

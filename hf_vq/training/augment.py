@@ -38,7 +38,8 @@ def random_resized_crop(
     theta[:, 1, 1] = height
     theta[:, 1, 2] = cy
     grid = F.affine_grid(theta, list(pixels.shape), align_corners=False)
-    return F.grid_sample(pixels.float(), grid, mode="bilinear", padding_mode="reflection", align_corners=False).to(pixels.dtype)
+    crops = F.grid_sample(pixels.float(), grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    return crops.to(pixels.dtype)
 
 
 def augment_batch(batch: dict, kind: str) -> dict:

@@ -27,8 +27,7 @@ from pathlib import Path
 import torch
 
 from ..version import __version__, written_by_newer_release
-from .config import VERSION_KEY, ConfigError
-from .tracking import flatten
+from .config import VERSION_KEY, ConfigError, flatten
 
 MARKER = "hf_vq_checkpoint.json"
 EXTRA_STATE = "hf_vq_extra_state.pt"
@@ -118,8 +117,8 @@ def resolve_resume(resume: str, output_dir: str | os.PathLike) -> Path | None:
         found = complete_checkpoints(output_dir)
         if not found:
             raise ConfigError(
-                f"resume: latest: no complete checkpoint in {checkpoints_dir(output_dir)} (a checkpoint is written every "
-                "checkpoint.save_every optimizer steps; incomplete '.tmp' folders are never resumed)"
+                f"resume: latest: no complete checkpoint in {checkpoints_dir(output_dir)} (a checkpoint is written "
+                "every checkpoint.save_every optimizer steps; incomplete '.tmp' folders are never resumed)"
             )
         return _same_or_older_release(found[-1])
     path = Path(resume)
@@ -174,4 +173,5 @@ def config_changes(saved: dict | None, current: dict) -> list[str]:
             if a.get(k) != b.get(k) and not k.startswith(_FREE_TO_CHANGE)]
 
 
-__all__ = ["MARKER", "checkpoints_dir", "complete_checkpoints", "config_changes", "read_checkpoint_info", "resolve_resume", "save_checkpoint"]
+__all__ = ["MARKER", "checkpoints_dir", "complete_checkpoints", "config_changes", "read_checkpoint_info",
+           "resolve_resume", "save_checkpoint"]

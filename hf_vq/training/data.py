@@ -8,11 +8,12 @@ expects, a Hub id without network) into a `ConfigError` that names the setting t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import datasets
 import torch
 
-from ..data import HubUnavailableError, ImageTransform, collate_fn, load_image_dataset
+from ..data import NORMALIZATIONS, HubUnavailableError, ImageTransform, collate_fn, load_image_dataset
 from .config import ConfigError, DataConfig
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
@@ -21,17 +22,12 @@ IMAGENET_STD = [0.229, 0.224, 0.225]
 
 def normalization(name: str, num_channels: int) -> tuple[list[float], list[float]]:
     """(mean, std) per channel of a `data.normalize` name; pixels are (x/255 − mean) / std."""
-    if name == "minus_one_one":
-        mean, std = [0.5], [0.5]
-    elif name == "zero_one":
-        mean, std = [0.0], [1.0]
-    elif name == "imagenet":
-        if num_channels != 3:
-            raise ConfigError(f"data.normalize 'imagenet' needs 3 channels, but model.num_channels={num_channels}")
-        return list(IMAGENET_MEAN), list(IMAGENET_STD)
-    else:
-        raise ConfigError(f"data.normalize must be 'minus_one_one', 'zero_one' or 'imagenet', got {name!r}")
-    return mean * num_channels, std * num_channels
+    if name != "imagenet":
+        mean, std = NORMALIZATIONS[name]
+        return [mean] * num_channels, [std] * num_channels
+    if num_channels != 3:
+        raise ConfigError(f"data.normalize 'imagenet' needs 3 channels, but model.num_channels={num_channels}")
+    return list(IMAGENET_MEAN), list(IMAGENET_STD)
 
 
 @dataclass
@@ -45,6 +41,8 @@ class PreparedData:
     std: list[float]
     # batches of train indices; None: shuffled each epoch by Accelerate's seedable sampler (resumable)
     batch_sampler: torch.utils.data.Sampler | None = None
+    # the image processor the transform applies, saved with the model; None: built from the fields above
+    processor: Any = None
 
 
 def _num_classes(ds: datasets.Dataset) -> list[str]:
@@ -63,7 +61,9 @@ def _subset(ds: datasets.Dataset, limit: int | None, seed: int) -> datasets.Data
     return ds.shuffle(seed=seed).select(range(limit)).flatten_indices()
 
 
-def prepare_data(cfg: DataConfig, *, image_size: int, num_channels: int, need_labels: bool, seed: int = 0) -> PreparedData:
+def prepare_data(
+    cfg: DataConfig, *, image_size: int, num_channels: int, need_labels: bool, seed: int = 0
+) -> PreparedData:
     """Train/test datasets with the torch transform attached, after the checks that stop a bad run early.
 
     Raises ConfigError for: a source that cannot be loaded (naming data.source and the offline options),
@@ -104,7 +104,8 @@ def prepare_data(cfg: DataConfig, *, image_size: int, num_channels: int, need_la
     class_names = _num_classes(train) if need_labels else None
     mean, std = normalization(cfg.normalize, num_channels)
     transform = ImageTransform(image_size, num_channels, normalize=(mean, std), resample=cfg.resample)
-    return PreparedData(train.with_transform(transform), test.with_transform(transform), class_names, mean, std)
+    return PreparedData(train.with_transform(transform), test.with_transform(transform), class_names, mean, std,
+                        processor=transform.processor)
 
 
 def make_loaders(data: PreparedData, *, batch_size: int, eval_batch_size: int, num_workers: int) -> tuple:
@@ -121,18 +122,4 @@ def make_loaders(data: PreparedData, *, batch_size: int, eval_batch_size: int, n
     return train, test
 
 
-def image_processor(image_size: int, mean: list[float], std: list[float], resample: str = "bicubic"):
-    """A ViT image processor that reproduces the training transform (resize, /255, normalise)."""
-    from PIL import Image
-    try:
-        from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil as Processor
-    except ImportError:  # older transformers
-        from transformers import ViTImageProcessor as Processor
-    resample = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}[resample]
-    return Processor(
-        do_resize=True, size={"height": image_size, "width": image_size}, resample=resample,
-        do_rescale=True, rescale_factor=1 / 255, do_normalize=True, image_mean=list(mean), image_std=list(std),
-    )
-
-
-__all__ = ["PreparedData", "image_processor", "make_loaders", "normalization", "prepare_data"]
+__all__ = ["PreparedData", "make_loaders", "normalization", "prepare_data"]

@@ -66,30 +66,30 @@ def save_final(accelerator, model, processor, cfg: RunConfig, metrics: dict, plo
         dataset_id=_hub_dataset_id(cfg.data.source),
         dataset_split="test",
         eval_results=results,
-        codebook_usage={"perplexity": metrics["perplexity"], "active_codes": metrics["active_codes"],
-                        "codebook_size": find_quantizers(unwrapped)[0].codebook_size},
+        perplexity=metrics["perplexity"],
+        active_codes=metrics["active_codes"],
         training_args=training_summary(cfg, facts),
         plots=[p.resolve() for p in plots],
     )
     save_model_card(card, out, plots=[p.resolve() for p in plots])
-    (out / RESULTS_FILE).write_text(json.dumps({**results, "num_examples": metrics.get("num_examples"), **facts}, indent=2) + "\n")
+    record = {**results, "num_examples": metrics.get("num_examples"), **facts}
+    (out / RESULTS_FILE).write_text(json.dumps(record, indent=2) + "\n")
     return out
 
 
-def push(accelerator, model, processor, cfg: RunConfig, plots: list[Path]) -> None:
-    """Upload the saved folder's model, processor, card and plots in one commit (hf_vq.hub.push_to_hub)."""
+# What stays local: resumable state (pickled RNG and optimizer states) and the tracker's event files.
+NOT_UPLOADED = ("checkpoints/", "tensorboard/", "debug/")
+
+
+def push(accelerator, cfg: RunConfig) -> None:
+    """Upload the finished output folder (model, processor, card, plots, results, log, config) in one commit."""
     if not cfg.push_to_hub or not accelerator.is_main_process:
         return
-    from ..hub import push_to_hub
+    from ..hub import push_folder
 
-    out = Path(cfg.output_dir)
-    info = push_to_hub(
-        accelerator.unwrap_model(model), cfg.push_to_hub, image_processor=processor,
-        card=(out / "README.md").read_text(encoding="utf-8"), plots=[p.resolve() for p in plots],
-        extra_files={name: out / name for name in (CONFIG_FILE, LOG_FILE, RESULTS_FILE) if (out / name).is_file()},
-        commit_message="Upload hf_vq model trained with hf_vq.training",
-    )
-    print(f"pushed to {getattr(info, 'commit_url', cfg.push_to_hub)}")
+    info = push_folder(cfg.output_dir, cfg.push_to_hub, ignore_patterns=NOT_UPLOADED,
+                       commit_message="Upload hf_vq model trained with hf_vq.training")
+    print(f"pushed to {info.commit_url}")
 
 
 def print_summary(cfg: RunConfig, metrics: dict, plots: list[Path], facts: dict) -> None:
@@ -107,7 +107,8 @@ def print_summary(cfg: RunConfig, metrics: dict, plots: list[Path], facts: dict)
         f"perplexity         {metrics['perplexity']:.1f}  (of {k} codes)",
         f"active codes       {round(metrics['active_codes'] * k)}/{k} ({100 * metrics['active_codes']:.1f} %)",
         f"quantization error {metrics['quantization_error']:.4g}",
-        f"model, card        {Path(cfg.output_dir).resolve()}  (model.safetensors, config.json, preprocessor_config.json, README.md)",
+        f"model, card        {Path(cfg.output_dir).resolve()}  "
+        "(model.safetensors, config.json, preprocessor_config.json, README.md)",
         f"plots              {', '.join(str(p) for p in plots)}",
         f"log                {Path(cfg.output_dir) / LOG_FILE}",
     ]
@@ -131,4 +132,5 @@ def dump_rank_state(accelerator, model, output_dir: str | os.PathLike) -> Path:
     return path
 
 
-__all__ = ["CONFIG_FILE", "RESULTS_FILE", "dump_rank_state", "eval_results", "print_summary", "push", "save_final"]
+__all__ = ["CONFIG_FILE", "NOT_UPLOADED", "RESULTS_FILE", "dump_rank_state", "eval_results", "print_summary", "push",
+           "save_final"]

@@ -14,14 +14,15 @@ from pathlib import Path
 from accelerate.utils import set_seed
 from torch import nn
 
+from ..data import image_processor
 from .checkpoint import save_checkpoint
-from .config import RunConfig, load_config
-from .data import PreparedData, image_processor, make_loaders, prepare_data
+from .config import RunConfig, exit_on_config_error, load_config
+from .data import PreparedData, make_loaders, prepare_data
 from .evaluate import evaluate
 from .export import CONFIG_FILE, dump_rank_state, print_summary, push, save_final
 from .optim import build_optimizers, count_steps
 from .plots import code_usage, training_curves
-from .runtime import build_model_config, exit_on_config_error, load_checkpoint, make_accelerator, preflight
+from .runtime import build_model_config, load_checkpoint, make_accelerator, preflight
 from .step import StepStats, prepare_quantizers, seed_step, step_scalars, train_step
 from .tasks import Task
 from .tracking import RunLogger, progress_bar
@@ -142,10 +143,10 @@ def train(cfg: RunConfig, task: Task, *, data: PreparedData | None = None, callb
         plots = [training_curves(log.records(), plot_dir / "training_curves.png", task_metric=task.metric),
                  code_usage(metrics["code_histogram"], plot_dir / "code_usage.png"),
                  *(plot(unwrapped, data, cfg, plot_dir) for plot in task.plots)]
-        processor = image_processor(model_config.image_size, data.mean, data.std, cfg.data.resample)
+        processor = data.processor or image_processor(model_config.image_size, data.mean, data.std, cfg.data.resample)
         save_final(accelerator, model, processor, cfg, metrics, plots, facts)
         print_summary(cfg, metrics, plots, facts)
-        push(accelerator, model, processor, cfg, plots)
+        push(accelerator, cfg)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return TrainResult(unwrapped, metrics, facts)
@@ -154,7 +155,8 @@ def train(cfg: RunConfig, task: Task, *, data: PreparedData | None = None, callb
 def main(task: Task, defaults: dict, argv: list[str] | None = None) -> TrainResult:
     """A training script: the config from `argv` (default: the command line) over `defaults`, then `train`; a
     bad input ends the run with `error: <message>` and exit status 2."""
-    cfg = load_config(argv, task=task.name, model_config_class=task.config_class, defaults=defaults, script=task.script)
+    cfg = load_config(argv, task=task.name, model_config_class=task.config_class, defaults=defaults,
+                      script=task.script)
     with exit_on_config_error():
         return train(cfg, task)
 

@@ -17,7 +17,11 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup, get_linear_schedule_with_warmup
+from transformers import (
+    get_constant_schedule_with_warmup,
+    get_cosine_schedule_with_warmup,
+    get_linear_schedule_with_warmup,
+)
 
 from ..quantization import AlternatingOptimizer, find_quantizers
 from .config import ConfigError, TrainConfig
@@ -90,7 +94,9 @@ def build_optimizers(model: nn.Module, cfg: TrainConfig, total_steps: int, warmu
     quantizers = find_quantizers(model)
     if not quantizers:
         raise ConfigError("the model has no VectorQuantizer")
-    optimizer = torch.optim.AdamW(parameter_groups(model, cfg.weight_decay), lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps)
+    optimizer = torch.optim.AdamW(
+        parameter_groups(model, cfg.weight_decay), lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps
+    )
     for vq in quantizers:
         vq.attach_optimizer(optimizer)
     out = Optimizers(optimizer, schedule(optimizer, cfg.scheduler, warmup_steps, total_steps))

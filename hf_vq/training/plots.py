@@ -22,8 +22,11 @@ def training_curves(records: list[dict], path: str | os.PathLike, task_metric: s
     if task_metric:
         panels[task_metric] = task_metric
     # collapse diagnostics of the test-split evals (hf_vq.metrics.collapse_diagnostics)
-    for key, title in (("ze_effective_rank", "z_e effective rank"), ("codes_in_reach", "codes in reach (fraction of K)"),
-                       ("affine_scale_mean", "affine scale (mean)")):
+    for key, title in (
+        ("ze_effective_rank", "z_e effective rank"),
+        ("codes_in_reach", "codes in reach (fraction of K)"),
+        ("affine_scale_mean", "affine scale (mean)"),
+    ):
         if any(key in r for r in evals):
             panels[key] = title
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4))
@@ -57,7 +60,9 @@ def code_usage(histogram: list[int], path: str | os.PathLike) -> Path:
     return _save(fig, path)
 
 
-def reconstruction_grid(originals: torch.Tensor, reconstructions: torch.Tensor, mean, std, path: str | os.PathLike) -> Path:
+def reconstruction_grid(
+    originals: torch.Tensor, reconstructions: torch.Tensor, mean, std, path: str | os.PathLike
+) -> Path:
     """Rows of originals above their reconstructions, mapped back to [0, 1] with the data normalisation."""
     mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
     std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)

@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import sys
 from pathlib import Path
 
 from .checkpoint import complete_checkpoints, config_changes, load_extra_state, read_checkpoint_info, resolve_resume
 from .config import ConfigError, RunConfig
 from .tracking import log_with
-
-
-@contextlib.contextmanager
-def exit_on_config_error():
-    """Turn a ConfigError raised inside into `error: <message>` on stderr and exit status 2."""
-    try:
-        yield
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr, flush=True)
-        raise SystemExit(2) from None
 
 
 def make_accelerator(cfg: RunConfig):
@@ -41,7 +29,8 @@ def make_accelerator(cfg: RunConfig):
         mixed_precision=None if cfg.mixed_precision == "no" else cfg.mixed_precision,
         gradient_accumulation_steps=cfg.train.gradient_accumulation_steps,
         log_with=log_with(cfg.logging.log_with) or None,
-        project_config=ProjectConfiguration(project_dir=cfg.output_dir, logging_dir=cfg.output_dir),  # → <output_dir>/tensorboard
+        # trackers write to <output_dir>/tensorboard
+        project_config=ProjectConfiguration(project_dir=cfg.output_dir, logging_dir=cfg.output_dir),
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed),
         kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False, find_unused_parameters=False)],
         step_scheduler_with_optimizer=False,
@@ -75,7 +64,9 @@ def preflight(cfg: RunConfig) -> Path | None:
         try:
             validate_repo_id(cfg.push_to_hub)
         except HFValidationError as err:
-            raise ConfigError(f"push_to_hub: {cfg.push_to_hub!r} is not a repo id ('name' or 'namespace/name'): {err}") from None
+            raise ConfigError(
+                f"push_to_hub: {cfg.push_to_hub!r} is not a repo id ('name' or 'namespace/name'): {err}"
+            ) from None
         if constants.HF_HUB_OFFLINE:
             raise ConfigError("push_to_hub is set but HF_HUB_OFFLINE is on: the upload at the end would fail; "
                               "unset one of them")
@@ -90,7 +81,9 @@ def preflight(cfg: RunConfig) -> Path | None:
     return None
 
 
-def load_checkpoint(accelerator, path: Path | None, cfg: RunConfig | None = None, extra_state: dict | None = None) -> dict:
+def load_checkpoint(
+    accelerator, path: Path | None, cfg: RunConfig | None = None, extra_state: dict | None = None
+) -> dict:
     """Restore model, optimizers, schedules, the alternating optimizer, RNG states and the Accelerate step
     counter from `path`; returns its position {"step", "epoch", "batch_in_epoch"} (zeros for None). Warns
     when `cfg` differs from the checkpoint's run in a setting that changes the computation."""
@@ -103,8 +96,10 @@ def load_checkpoint(accelerator, path: Path | None, cfg: RunConfig | None = None
                           "not match an uninterrupted run):\n  " + "\n  ".join(changes))
     accelerator.load_state(str(path))
     load_extra_state(path, extra_state or {})
-    accelerator.print(f"resumed from {path} at optimizer step {info['step']} (epoch {info['epoch']}, batch {info['batch_in_epoch']})")
+    accelerator.print(
+        f"resumed from {path} at optimizer step {info['step']} (epoch {info['epoch']}, batch {info['batch_in_epoch']})"
+    )
     return info
 
 
-__all__ = ["build_model_config", "preflight", "exit_on_config_error", "load_checkpoint", "make_accelerator"]
+__all__ = ["build_model_config", "preflight", "load_checkpoint", "make_accelerator"]

@@ -75,7 +75,8 @@ class StepStats:
         for key, value in values.items():
             if value is None:
                 continue
-            self.sums[key] = self.sums.get(key, 0.0) + float(value.detach().float() if torch.is_tensor(value) else value)
+            value = value.detach().float() if torch.is_tensor(value) else value
+            self.sums[key] = self.sums.get(key, 0.0) + float(value)
         self.count += 1
 
     def pop(self, accelerator) -> dict[str, float]:

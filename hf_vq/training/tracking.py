@@ -15,6 +15,8 @@ import math
 import os
 from pathlib import Path
 
+from .config import flatten
+
 LOG_FILE = "train_log.jsonl"
 
 
@@ -51,7 +53,9 @@ class RunLogger:
             # a resumed run drops the records the killed run wrote after its checkpoint; written aside and
             # renamed, so a kill during the rewrite leaves the old log, not a truncated one
             old = _records(self.path) if resume_step is not None and self.path.exists() else []
-            kept = [line for line, record in old if record.get("step", 0) <= resume_step and record.get("kind") != "end"]
+            kept = [
+                line for line, record in old if record.get("step", 0) <= resume_step and record.get("kind") != "end"
+            ]
             tmp = self.path.with_name(self.path.name + ".tmp")
             tmp.write_text("".join(line + "\n" for line in kept))
             os.replace(tmp, self.path)
@@ -91,7 +95,9 @@ def read_log(path: str | os.PathLike) -> list[dict]:
 
 def log_with(choice: str) -> list[str]:
     """Accelerate `log_with` for logging.log_with: "auto" → tensorboard when importable."""
-    available = importlib.util.find_spec("tensorboard") is not None or importlib.util.find_spec("tensorboardX") is not None
+    available = (
+        importlib.util.find_spec("tensorboard") is not None or importlib.util.find_spec("tensorboardX") is not None
+    )
     if choice == "tensorboard" or (choice == "auto" and available):
         return ["tensorboard"]
     return []
@@ -102,20 +108,10 @@ def tracker_config(flat: dict) -> dict:
     return {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in flat.items()}
 
 
-def flatten(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(flatten(value, f"{prefix}{key}."))
-        else:
-            out[prefix + key] = value
-    return out
-
-
 def progress_bar(total: int, initial: int, enabled: bool):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, initial=initial, disable=not enabled, dynamic_ncols=True, desc="train")
 
 
-__all__ = ["LOG_FILE", "RunLogger", "flatten", "log_with", "progress_bar", "read_log", "tracker_config"]
+__all__ = ["LOG_FILE", "RunLogger", "log_with", "progress_bar", "read_log", "tracker_config"]

@@ -41,7 +41,10 @@ def test_active_codes_is_the_share_of_codes_selected(name):
     assert "active_codes" in out.keys() and "codebook_usage" not in out.keys()
     assert float(out.active_codes) == out.codebook_indices.unique().numel() / K  # brute force
     assert 0 < float(out.active_codes) < 1  # 32 or 34 vectors cannot select all 64 codes: not trivially 1
-    assert "active_codes" in config.keys_to_ignore_at_inference and "codebook_usage" not in config.keys_to_ignore_at_inference
+    assert (
+        "active_codes" in config.keys_to_ignore_at_inference
+        and "codebook_usage" not in config.keys_to_ignore_at_inference
+    )
 
 
 @pytest.mark.parametrize("name", OUTPUTS)

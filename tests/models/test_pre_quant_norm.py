@@ -14,14 +14,15 @@ from hf_vq import VQVAEConfig, VQVAEModel, VQViTConfig, VQViTForImageClassificat
 from . import single_threaded  # noqa: F401  (autouse fixture)
 
 VAE = dict(image_size=16, block_out_channels=[32, 32], layers_per_block=1, latent_channels=8, norm_num_groups=4)
-VIT = dict(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64,
-           num_labels=3)
+VIT = dict(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
+           intermediate_size=64, num_labels=3)
 VAE_NORMS = ["none", "layernorm", "groupnorm"]
 
 
 def vae(pre_quant_norm, seed=0, **overrides):
     torch.manual_seed(seed)
-    return VQVAEModel(VQVAEConfig(**{**VAE, **overrides}, pre_quant_norm=pre_quant_norm, quantizer={"codebook_size": 16}))
+    config = VQVAEConfig(**{**VAE, **overrides}, pre_quant_norm=pre_quant_norm, quantizer={"codebook_size": 16})
+    return VQVAEModel(config)
 
 
 def vit(pre_quant_norm, seed=0, **overrides):
@@ -68,7 +69,8 @@ def test_default_is_none_and_adds_no_parameters():
 @pytest.mark.parametrize(
     "make, message",
     [
-        (lambda: VQVAEConfig(pre_quant_norm="batchnorm"), r"pre_quant_norm must be one of 'none', 'layernorm', 'groupnorm', got 'batchnorm'"),
+        (lambda: VQVAEConfig(pre_quant_norm="batchnorm"),
+         r"pre_quant_norm must be one of 'none', 'layernorm', 'groupnorm', got 'batchnorm'"),
         (lambda: VQVAEConfig(pre_quant_norm=None), r"pre_quant_norm must be one of .*got None"),
         (lambda: VQVAEConfig(pre_quant_norm="LayerNorm"), r"pre_quant_norm must be one of .*got 'LayerNorm'"),
         (lambda: VQVAEConfig(**{**VAE, "latent_channels": 6}, pre_quant_norm="groupnorm"),
@@ -76,8 +78,10 @@ def test_default_is_none_and_adds_no_parameters():
         (lambda: VQVAEConfig(**{**VAE, "latent_channels": 1}, pre_quant_norm="layernorm"),
          r"pre_quant_norm='layernorm' over latent_channels=1"),
         (lambda: VQViTConfig(pre_quant_norm="groupnorm"),
-         r"pre_quant_norm must be one of 'none', 'layernorm', got 'groupnorm'; tokens .* 'groupnorm' is for the VQ-VAE"),
-        (lambda: VQViTConfig(pre_quant_norm="batchnorm"), r"pre_quant_norm must be one of 'none', 'layernorm', got 'batchnorm'$"),
+         r"pre_quant_norm must be one of 'none', 'layernorm', got 'groupnorm'; "
+         r"tokens .* 'groupnorm' is for the VQ-VAE"),
+        (lambda: VQViTConfig(pre_quant_norm="batchnorm"),
+         r"pre_quant_norm must be one of 'none', 'layernorm', got 'batchnorm'$"),
         (lambda: VQViTConfig(hidden_size=1, num_attention_heads=1, pre_quant_norm="layernorm"),
          r"pre_quant_norm='layernorm' over hidden_size=1"),
     ],
@@ -208,7 +212,8 @@ def test_vae_gradients_flow_through_the_normalization(pixels, norm):
 def test_vit_gradients_flow_through_the_normalization(vit_pixels):
     model = vit("layernorm").train()
     model(vit_pixels, labels=torch.tensor([0, 2])).loss.backward()
-    for name in ("vit.embeddings.patch_embeddings.projection.weight", "quantizer.codebook_signal", "classifier.weight"):
+    for name in ("vit.embeddings.patch_embeddings.projection.weight", "quantizer.codebook_signal",
+                 "classifier.weight"):
         grad = model.get_parameter(name).grad
         assert torch.isfinite(grad).all() and grad.abs().sum() > 0, name
 
@@ -229,7 +234,7 @@ def test_vae_decoding_from_codes_is_unaffected(pixels, norm):
             assert not torch.equal(plain(pixels).codebook_indices, out.codebook_indices)
 
 
-# ---------------------------------------------------------------------------------------------------- save / load / export
+# ------------------------------------------------------------------------------------------- save / load / export
 
 
 @pytest.mark.parametrize("norm", ["layernorm", "groupnorm"])

@@ -22,7 +22,9 @@ from hf_vq.models.remote_code import write_remote_code
 
 from . import single_threaded  # noqa: F401  (autouse fixture)
 
-VIT = dict(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64)
+VIT = dict(
+    image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64
+)
 VAE = dict(image_size=16, block_out_channels=[32, 32], layers_per_block=1, latent_channels=8, norm_num_groups=8)
 VAE_NORMS = ("none", "layernorm", "groupnorm")
 
@@ -88,12 +90,16 @@ CHILD = textwrap.dedent(
 def remote(tmp_path_factory):
     root = tmp_path_factory.mktemp("remote")
     torch.manual_seed(0)
-    vit = VQViTForImageClassification(VQViTConfig(**VIT, num_labels=3, pre_quant_norm="layernorm", quantizer={"codebook_size": 16}))
+    vit = VQViTForImageClassification(
+        VQViTConfig(**VIT, num_labels=3, pre_quant_norm="layernorm", quantizer={"codebook_size": 16})
+    )
     vit.train()(torch.randn(4, 3, 32, 32))  # touch the quantizer state so it is not all-initial
     vit.eval().save_pretrained(root / "vit")
     vaes = {}
     for norm in VAE_NORMS:
-        vaes[norm] = VQVAEModel(VQVAEConfig(**VAE, pre_quant_norm=norm, quantizer={"codebook_size": 16, "affine": "ema"}))
+        vaes[norm] = VQVAEModel(
+            VQVAEConfig(**VAE, pre_quant_norm=norm, quantizer={"codebook_size": 16, "affine": "ema"})
+        )
         vaes[norm].train()(torch.rand(4, 3, 16, 16))
         vaes[norm].eval().save_pretrained(root / f"vae-{norm}")
 
@@ -105,14 +111,18 @@ def remote(tmp_path_factory):
             "vit_logits": result.logits,
             "vit_indices": result.codebook_indices,
             **{f"vit_hidden_{i}": h for i, h in enumerate(result.hidden_states)},
-            "vit_base_last_hidden": AutoModel.from_pretrained(root / "vit").eval()(inputs["vit_pixels"]).last_hidden_state,
+            "vit_base_last_hidden": AutoModel.from_pretrained(root / "vit")
+            .eval()(inputs["vit_pixels"])
+            .last_hidden_state,
             "vit_active_codes": result.active_codes,
             **{f"reconstruction_vae-{norm}": vae(inputs["vae_pixels"]).reconstruction for norm, vae in vaes.items()},
         }
 
     workdir = tmp_path_factory.mktemp("elsewhere")  # cwd outside the repository
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-    env.update(HF_HOME=str(workdir / "hf-home"), HF_HUB_OFFLINE="1", TRANSFORMERS_VERBOSITY="error", OMP_NUM_THREADS="1")
+    env.update(
+        HF_HOME=str(workdir / "hf-home"), HF_HUB_OFFLINE="1", TRANSFORMERS_VERBOSITY="error", OMP_NUM_THREADS="1"
+    )
     process = subprocess.run(
         [sys.executable, "-I", "-c", CHILD, str(root / "vit"), str(root / "resaved"), str(root / "inputs.safetensors"),
          *(str(root / f"vae-{norm}") for norm in VAE_NORMS)],

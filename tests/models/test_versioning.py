@@ -64,7 +64,8 @@ def test_newer_release_with_known_fields_loads_the_same_model(saved):
 def test_newer_release_with_unknown_fields_names_them(saved, change, named):
     folder, model = saved
     rewrite(folder, hf_vq_version="99.0.0", **change)
-    message = rf"saved by hf_vq 99.0.0, newer than the installed {hf_vq.__version__}, and sets {named}, .*process that does not import hf_vq.*trust_remote_code=True"
+    message = (rf"saved by hf_vq 99.0.0, newer than the installed {hf_vq.__version__}, and sets {named}, "
+               r".*process that does not import hf_vq.*trust_remote_code=True")
     for load in (AutoConfig.from_pretrained, AutoModel.from_pretrained, type(model).from_pretrained):
         with pytest.raises(ValueError, match=message):
             load(folder)
@@ -92,7 +93,9 @@ def test_newer_release_loads_through_its_own_code(saved):
     rewrite(folder, hf_vq_version="99.0.0", attention_window=4)
     with pytest.raises(ValueError, match="attention_window"):
         AutoConfig.from_pretrained(folder)
-    model_class = get_class_from_dynamic_module(f"{type(model).__module__.rsplit('.', 1)[-1]}.{type(model).__name__}", folder)
+    model_class = get_class_from_dynamic_module(
+        f"{type(model).__module__.rsplit('.', 1)[-1]}.{type(model).__name__}", folder
+    )
     assert model_class.__module__.startswith("transformers_modules")
     loaded = model_class.from_pretrained(folder)
     assert loaded.config.attention_window == 4
@@ -131,6 +134,8 @@ def test_a_config_of_this_release_or_a_hand_written_dict_is_not_converted(saved)
     rewrite(folder, quantizer={"commitment_weight": 0.5})
     assert AutoModel.from_pretrained(folder).config.quantizer["commitment_weight"] == 0.5
     config_class = type(model.config)
-    hand_written = {k: v for k, v in model.config.to_diff_dict().items() if k not in ("transformers_version", "hf_vq_version")}
+    hand_written = {
+        k: v for k, v in model.config.to_diff_dict().items() if k not in ("transformers_version", "hf_vq_version")
+    }
     plain = config_class.from_dict({**hand_written, "quantizer": {"codebook_size": 8, "commitment_weight": 0.5}})
     assert plain.quantizer["commitment_weight"] == 0.5

@@ -122,7 +122,9 @@ def test_bad_input_names_the_field():
     with pytest.raises(ValueError, match="latent_channels=8"):
         model.decode(torch.randn(1, 4, 8, 8))
     assert model(torch.randn(1, 3, 32, 32)).reconstruction.shape == (1, 3, 32, 32)  # convolutional
-    with pytest.raises(TypeError, match=r"pixel_values must be a floating-point tensor, got torch.uint8.*image processor"):
+    with pytest.raises(
+        TypeError, match=r"pixel_values must be a floating-point tensor, got torch.uint8.*image processor"
+    ):
         model(torch.zeros(1, 3, 16, 16, dtype=torch.uint8))  # raw pixels, not preprocessed
     with pytest.raises(ValueError, match="batch size 0"):
         model(torch.randn(0, 3, 16, 16))

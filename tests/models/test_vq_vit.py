@@ -2,6 +2,7 @@
 
 import json
 import math
+
 import numpy as np
 import pytest
 import torch
@@ -18,13 +19,14 @@ from transformers import (
 )
 from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
 
-from hf_vq import VectorQuantizer, VQViTConfig, VQViTForImageClassification, VQViTModel
+from hf_vq import VQViTConfig, VQViTForImageClassification, VQViTModel
 from hf_vq.models.vq_vit import PAPER_VIT_QUANTIZER
 from hf_vq.quantization.options import QuantizerOptions
 
 from . import single_threaded  # noqa: F401  (autouse fixture)
 
-TINY = dict(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64)
+TINY = dict(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
+            intermediate_size=64)
 QUANTIZER_OPTIONS = {
     "affine-learnable": {"affine": "learnable"},
     "affine-ema": {"affine": "ema"},
@@ -182,7 +184,8 @@ def test_bad_pixel_values_name_the_config_field():
     with pytest.raises(ValueError, match="image_size=32"):
         model(torch.randn(1, 3, 48, 48))
     assert model(torch.randn(1, 3, 48, 48), interpolate_pos_encoding=True).codebook_indices.shape == (1, 37)
-    with pytest.raises(TypeError, match=r"pixel_values must be a floating-point tensor, got torch.uint8.*image processor"):
+    with pytest.raises(TypeError,
+                       match=r"pixel_values must be a floating-point tensor, got torch.uint8.*image processor"):
         model(torch.zeros(1, 3, 32, 32, dtype=torch.uint8))
     with pytest.raises(ValueError, match="batch size 0"):
         model(torch.randn(0, 3, 32, 32))
@@ -191,10 +194,12 @@ def test_bad_pixel_values_name_the_config_field():
 @pytest.mark.parametrize(
     "labels,problem_type,error,message",
     [
-        (torch.tensor([0, 3]), None, ValueError, r"class ids in \[0, 3\) \(config.num_labels\) or -100, got values from 0 to 3"),
+        (torch.tensor([0, 3]), None, ValueError,
+         r"class ids in \[0, 3\) \(config.num_labels\) or -100, got values from 0 to 3"),
         (torch.tensor([-1, 2]), None, ValueError, r"class ids in \[0, 3\)"),
         (torch.tensor([0, 1, 2]), None, ValueError, r"labels has shape \(3,\) but pixel_values holds 2 images"),
-        (torch.tensor([0.0, 1.0]), None, ValueError, r"multi_label_classification takes float targets of shape \(2, 3\).*torch.long, not torch.float32"),
+        (torch.tensor([0.0, 1.0]), None, ValueError,
+         r"multi_label_classification takes float targets of shape \(2, 3\).*torch.long, not torch.float32"),
         (torch.tensor([0, 1], dtype=torch.uint8), None, ValueError, r"torch.long, not torch.uint8"),
         (torch.tensor([0.0, 1.0]), "single_label_classification", TypeError, r"integer class ids \(torch.long\)"),
         (torch.rand(2, 2), "multi_label_classification", ValueError, r"shape \(2, 3\)"),

@@ -144,8 +144,8 @@ def test_sync_displacement_scales_with_nu_under_any_inner_optimizer(optimizer):
     # The codebook's displacement due to sync (against ν = 0) must grow with ν, and vanish as ν → 0:
     # with Adam, a step on ν·g alone would be normalised to the same size for every ν.
     base = run_two_alternated_steps(0.0, optimizer, steps=4, affine="learnable")
-    shift = {nu: sum(float((a - b).norm()) for a, b in zip(run_two_alternated_steps(nu, optimizer, steps=4, affine="learnable"), base))
-             for nu in (1e-4, 1e-2, 1.0)}
+    runs = {nu: run_two_alternated_steps(nu, optimizer, steps=4, affine="learnable") for nu in (1e-4, 1e-2, 1.0)}
+    shift = {nu: sum(float((a - b).norm()) for a, b in zip(run, base)) for nu, run in runs.items()}
     assert 0 < shift[1e-4] < shift[1e-2] < shift[1.0]
     assert shift[1e-4] < 0.05 * shift[1e-2]  # small ν, proportionally small effect
 

@@ -47,7 +47,9 @@ def worker(rank, world, port, options, alternate, out_dir):
                 dist.all_reduce(g)
                 p.grad = g / world
         opt.step()
-    save_file({k: v.contiguous() for k, v in vq.state_dict().items()}, os.path.join(out_dir, f"rank{rank}.safetensors"))
+    save_file(
+        {k: v.contiguous() for k, v in vq.state_dict().items()}, os.path.join(out_dir, f"rank{rank}.safetensors")
+    )
     dist.destroy_process_group()
 
 
@@ -63,7 +65,9 @@ def worker(rank, world, port, options, alternate, out_dir):
     ],
 )
 def test_two_processes_keep_identical_codebooks(tmp_path, options, alternate):
-    mp.start_processes(worker, args=(2, free_port(), options, alternate, str(tmp_path)), nprocs=2, join=True, start_method="spawn")
+    mp.start_processes(
+        worker, args=(2, free_port(), options, alternate, str(tmp_path)), nprocs=2, join=True, start_method="spawn"
+    )
     a, b = (load_file(tmp_path / f"rank{r}.safetensors") for r in range(2))
     assert a.keys() == b.keys()
     for key in a:

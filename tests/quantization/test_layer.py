@@ -175,7 +175,11 @@ def test_affine_groups_have_separate_parameters():
     with torch.no_grad():
         vq.affine.bias[1].fill_(1.0)
     shift = vq.codebook - vq.codebook_signal
-    assert torch.allclose(shift[2:4], torch.ones(2, 2), atol=1e-6) and shift[:2].abs().max() == 0 and shift[4:].abs().max() == 0
+    assert (
+        torch.allclose(shift[2:4], torch.ones(2, 2), atol=1e-6)
+        and shift[:2].abs().max() == 0
+        and shift[4:].abs().max() == 0
+    )
 
 
 @pytest.mark.parametrize("covariance", ["diagonal", "full"])
@@ -303,7 +307,8 @@ def test_nan_input_in_training_raises_and_can_be_disabled():
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_non_finite_input_in_eval_is_documented_not_checked(bad):
-    """README: eval mode checks nothing; the bad vector still gets a valid index and a finite code, the loss is not finite."""
+    """README: eval mode checks nothing; the bad vector still gets a valid index and a finite code, the loss is not
+    finite."""
     vq = VectorQuantizer(3, 4, affine="learnable").eval()
     z = torch.randn(5, 3)
     z[2, 1] = bad
@@ -422,13 +427,15 @@ def _train_steps(options: dict, native: bool, monkeypatch, steps: int = 3) -> li
     from hf_vq.quantization.kernels.cpu_extension import DISABLE_ENV, native_library
 
     options = dict(options)
-    dtype, autocast, alternating = options.pop("dtype", torch.float32), options.pop("autocast", None), options.pop("alternating", False)
+    dtype, autocast = options.pop("dtype", torch.float32), options.pop("autocast", None)
+    alternating = options.pop("alternating", False)
     monkeypatch.setenv(DISABLE_ENV, "0" if native else "1")
     assert (native_library() is not None) == native  # this machine builds the kernels (CI does)
     torch.manual_seed(0)
     dim, size = 8, 40
     vq = VectorQuantizer(dim, size, **options).to(dtype)
     encoder = torch.nn.Linear(dim, dim).to(dtype)
+    named = lambda: list(encoder.named_parameters()) + list(vq.named_parameters())  # noqa: E731
     outer = [p for p in encoder.parameters()] + ([] if alternating else list(vq.parameters()))
     opt = torch.optim.SGD([p for p in outer if p.requires_grad], lr=0.1)
     if alternating:
@@ -457,10 +464,9 @@ def _train_steps(options: dict, native: bool, monkeypatch, steps: int = 3) -> li
         loss.backward()
         records.append({"indices": out.indices, "quantized": out.quantized, "loss": out.loss,
                         "commitment": out.commitment, "searched": searches[-1],
-                        **{f"grad {n}": p.grad.clone() for n, p in list(encoder.named_parameters()) + list(vq.named_parameters())
-                           if p.grad is not None}})
+                        **{f"grad {n}": p.grad.clone() for n, p in named() if p.grad is not None}})
         opt.step()
-    records.append({f"param {n}": p.detach().clone() for n, p in list(encoder.named_parameters()) + list(vq.named_parameters())})
+    records.append({f"param {n}": p.detach().clone() for n, p in named()})
     return records
 
 

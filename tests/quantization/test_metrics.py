@@ -83,4 +83,7 @@ def test_collapse_diagnostics_report_the_affine(covariance):
     assert (stats["affine_scale_min"], stats["affine_scale_max"]) == pytest.approx((0.5, 2.0))
     assert stats["affine_bias_norm"] == pytest.approx(0.5 * 3 ** 0.5)
     assert 0 < stats["codes_in_reach"] <= 1 and 1 <= stats["ze_effective_rank"] <= 3
-    assert set(metrics.collapse_diagnostics(VectorQuantizer(3, 4), torch.randn(10, 3))) == {"ze_effective_rank", "codes_in_reach"}
+    assert set(metrics.collapse_diagnostics(VectorQuantizer(3, 4), torch.randn(10, 3))) == {
+        "ze_effective_rank",
+        "codes_in_reach",
+    }

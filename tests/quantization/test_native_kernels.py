@@ -213,7 +213,8 @@ def test_a_build_that_fails_falls_back_to_the_next_flags_without_a_warning(monke
     # e.g. a compiler without OpenMP: the next, plainer build is taken
     monkeypatch.setattr(cpu_extension, "_state", {})
     monkeypatch.setattr(cpu_extension, "OPTIONAL_FLAGS", [["-fno-such-flag-hf-vq"], []])
-    monkeypatch.setattr(cpu_extension, "BASE_FLAGS", [f for f in cpu_extension.BASE_FLAGS if f != "-O3"])  # quick build
+    quick_build = [f for f in cpu_extension.BASE_FLAGS if f != "-O3"]
+    monkeypatch.setattr(cpu_extension, "BASE_FLAGS", quick_build)
     monkeypatch.setenv(cpu_extension.CACHE_ENV, str(tmp_path))
     monkeypatch.delenv(cpu_extension.DISABLE_ENV, raising=False)
     with warnings.catch_warnings():

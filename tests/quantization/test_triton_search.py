@@ -18,7 +18,8 @@ from safetensors.torch import load_file, save_file
 from hf_vq.quantization.kernels import triton_search
 from hf_vq.quantization.search import _rerank, argmax_form
 
-pytestmark = pytest.mark.skipif(triton_search.triton is None, reason="Triton is not installed (Linux x86-64 wheels only)")
+pytestmark = pytest.mark.skipif(triton_search.triton is None,
+                                reason="Triton is not installed (Linux x86-64 wheels only)")
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -79,7 +80,8 @@ def run_cases() -> dict[str, torch.Tensor]:
 @pytest.fixture(scope="module")
 def found(tmp_path_factory):
     path = tmp_path_factory.mktemp("triton") / "found.safetensors"
-    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    pythonpath = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": pythonpath}
     proc = subprocess.run([sys.executable, __file__, str(path)], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return load_file(path)

@@ -248,7 +248,8 @@ def test_vae_properties(setup, dtype, steps, seed):
     _assert_indices(first.codebook_indices, index_shape, K)
 
     # -- encode's latents are the normalised z_e; the reported codes decode to the forward's reconstruction
-    assert torch.equal(encoded.latents, normalised), f"latents are not pre_quant_norm={config.pre_quant_norm!r} of quant_conv's output"
+    assert torch.equal(encoded.latents, normalised), \
+        f"latents are not pre_quant_norm={config.pre_quant_norm!r} of quant_conv's output"
     assert torch.equal(encoded.codebook_indices, first.codebook_indices)
     assert encoded.latents.shape == (shape[0], config.latent_channels) + index_shape[1:]
     assert torch.equal(encoded.quantized, looked_up.to(encoded.quantized.dtype))
@@ -334,9 +335,10 @@ def test_vit_properties(setup, dtype, steps, seed):
     assert first.logits.shape == (batch, config.num_labels) and first.logits.dtype == out_dtype
     _assert_indices(first.codebook_indices, index_shape, K)
 
-    # -- the reported codes are those of the (normalised) block-q features, and the next block sees exactly their vectors
+    # -- reported codes: those of the (normalised) block-q features; the next block sees exactly their vectors
     assert torch.equal(requantized.indices, first.codebook_indices)
-    assert torch.equal(quantized_q, looked_up.to(quantized_q.dtype)), "tokens after the quantizer are not lookup(indices)"
+    assert torch.equal(quantized_q, looked_up.to(quantized_q.dtype)), \
+        "tokens after the quantizer are not lookup(indices)"
     if not config.quantize_cls_token:
         assert torch.equal(z_q[:, 0], z_e[:, 0]), "the unquantized [CLS] token was changed"
 
@@ -365,7 +367,8 @@ def test_ema_codebook_with_an_affine_is_rejected_by_name(model, affine, codebook
     quantizer = {"codebook_size": codebook_size, "codebook_update": "ema", "affine": affine}
     with pytest.raises(ValueError, match=r"codebook_update='ema'.*affine="):
         if model == "vae":
-            VQVAEConfig(image_size=2, block_out_channels=[2, 2], latent_channels=2, norm_num_groups=1, quantizer=quantizer)
+            VQVAEConfig(image_size=2, block_out_channels=[2, 2], latent_channels=2, norm_num_groups=1,
+                        quantizer=quantizer)
         else:
             VQViTConfig(image_size=4, patch_size=2, hidden_size=2, num_hidden_layers=1, num_attention_heads=1,
                         intermediate_size=2, quantizer=quantizer)
@@ -379,7 +382,8 @@ def test_unusable_pre_quant_norm_is_rejected_by_name(groups, latent_channels, no
     kwargs = dict(image_size=2, block_out_channels=[groups, groups], latent_channels=latent_channels,
                   norm_num_groups=groups, pre_quant_norm=norm, quantizer={"codebook_size": 2})
     if norm == "groupnorm" and latent_channels % groups:
-        with pytest.raises(ValueError, match=rf"pre_quant_norm='groupnorm'.*norm_num_groups={groups}.*latent_channels={latent_channels}"):
+        message = rf"pre_quant_norm='groupnorm'.*norm_num_groups={groups}.*latent_channels={latent_channels}"
+        with pytest.raises(ValueError, match=message):
             VQVAEConfig(**kwargs)
     elif norm == "layernorm" and latent_channels == 1:
         with pytest.raises(ValueError, match=r"pre_quant_norm='layernorm' over latent_channels=1"):
@@ -387,5 +391,5 @@ def test_unusable_pre_quant_norm_is_rejected_by_name(groups, latent_channels, no
     else:
         assert VQVAEConfig(**kwargs).pre_quant_norm == norm
     with pytest.raises(ValueError, match=r"pre_quant_norm must be one of 'none', 'layernorm', got 'groupnorm'"):
-        VQViTConfig(image_size=4, patch_size=2, hidden_size=latent_channels, num_hidden_layers=1, num_attention_heads=1,
-                    intermediate_size=2, pre_quant_norm="groupnorm")
+        VQViTConfig(image_size=4, patch_size=2, hidden_size=latent_channels, num_hidden_layers=1,
+                    num_attention_heads=1, intermediate_size=2, pre_quant_norm="groupnorm")

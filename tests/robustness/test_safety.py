@@ -56,7 +56,11 @@ def _calls(tree, name):
 
 def test_no_pickle_loading_anywhere_in_the_project():
     offenders = []
-    for path in list((ROOT / "hf_vq").rglob("*.py")) + list((ROOT / "training").rglob("*.py")) + list((ROOT / "benchmarks").rglob("*.py")):
+    for path in (
+        list((ROOT / "hf_vq").rglob("*.py"))
+        + list((ROOT / "training").rglob("*.py"))
+        + list((ROOT / "benchmarks").rglob("*.py"))
+    ):
         tree = ast.parse(path.read_text())
         for call in _calls(tree, "torch.load"):
             keywords = {k.arg: ast.unparse(k.value) for k in call.keywords}

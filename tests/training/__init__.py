@@ -45,7 +45,10 @@ def run_script(task: str, *args: str, data_dir: Path, timeout: float = 120, laun
     result = subprocess.run(script_command(task, *args, launcher=launcher), cwd=REPO, env=script_env(data_dir),
                             capture_output=True, text=True, timeout=timeout)
     if check and result.returncode != 0:
-        raise AssertionError(f"{task} run failed ({result.returncode}):\nSTDOUT\n{result.stdout[-3000:]}\nSTDERR\n{result.stderr[-5000:]}")
+        raise AssertionError(
+            f"{task} run failed ({result.returncode}):\nSTDOUT\n{result.stdout[-3000:]}\n"
+            f"STDERR\n{result.stderr[-5000:]}"
+        )
     return result
 
 

@@ -28,8 +28,8 @@ def image_dir(tmp_path):
     def split(n):
         rng = np.random.default_rng(n)
         images = [Image.fromarray(rng.integers(0, 255, (12, 12, 3), dtype=np.uint8)) for _ in range(n)]
-        return datasets.Dataset.from_dict({"image": images, "label": list(range(n))},
-                                          features=datasets.Features({"image": datasets.Image(), "label": datasets.Value("int64")}))
+        features = datasets.Features({"image": datasets.Image(), "label": datasets.Value("int64")})
+        return datasets.Dataset.from_dict({"image": images, "label": list(range(n))}, features=features)
     path = tmp_path / "ds"
     datasets.DatasetDict({"train": split(6), "test": split(3)}).save_to_disk(str(path))
     return path
@@ -41,14 +41,18 @@ def test_prepare_data_checks(image_dir, tmp_path):
     assert data.train[0]["pixel_values"].shape == (3, 12, 12)
     with pytest.raises(ConfigError, match=r"train images are 12×12 but model.image_size is 16; .*--data.resize true"):
         prepare_data(DataConfig(source=str(image_dir)), image_size=16, num_channels=3, need_labels=False)
-    resized = prepare_data(DataConfig(source=str(image_dir), resize=True), image_size=16, num_channels=1, need_labels=False)
+    resized = prepare_data(DataConfig(source=str(image_dir), resize=True),
+                           image_size=16, num_channels=1, need_labels=False)
     assert resized.test[0]["pixel_values"].shape == (1, 16, 16)
     with pytest.raises(ConfigError, match="has no column 'img'"):
-        prepare_data(DataConfig(source=str(image_dir), image_column="img"), image_size=12, num_channels=3, need_labels=False)
+        prepare_data(DataConfig(source=str(image_dir), image_column="img"),
+                     image_size=12, num_channels=3, need_labels=False)
     with pytest.raises(ConfigError, match="has no column 'target'"):
-        prepare_data(DataConfig(source=str(image_dir), label_column="target"), image_size=12, num_channels=3, need_labels=True)
+        prepare_data(DataConfig(source=str(image_dir), label_column="target"),
+                     image_size=12, num_channels=3, need_labels=True)
     with pytest.raises(ConfigError, match="data.label_column must name"):
-        prepare_data(DataConfig(source=str(image_dir), label_column=None), image_size=12, num_channels=3, need_labels=True)
+        prepare_data(DataConfig(source=str(image_dir), label_column=None),
+                     image_size=12, num_channels=3, need_labels=True)
     with pytest.raises(ConfigError, match="is not a directory"):
         prepare_data(DataConfig(source=str(tmp_path / "missing")), image_size=12, num_channels=3, need_labels=False)
 
@@ -66,13 +70,15 @@ def test_hub_id_offline_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True, raising=False)
     with pytest.raises(ConfigError, match="data.source"):
-        prepare_data(DataConfig(source="someone/not-a-local-dataset"), image_size=32, num_channels=3, need_labels=False)
+        prepare_data(DataConfig(source="someone/not-a-local-dataset"),
+                     image_size=32, num_channels=3, need_labels=False)
 
 
 def test_no_weight_decay_on_codebook_and_affine():
-    model = VQViTForImageClassification(VQViTConfig(image_size=8, patch_size=4, num_channels=1, hidden_size=16,
-                                                    num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
-                                                    num_labels=3, quantizer={"codebook_size": 8, "affine": "learnable"}))
+    config = VQViTConfig(image_size=8, patch_size=4, num_channels=1, hidden_size=16, num_hidden_layers=2,
+                         num_attention_heads=2, intermediate_size=32, num_labels=3,
+                         quantizer={"codebook_size": 8, "affine": "learnable"})
+    model = VQViTForImageClassification(config)
     decay, no_decay = parameter_groups(model, 0.05)
     codebook = {id(p) for p in model.quantizer.codebook_parameters()}
     assert len(codebook) == 3 and codebook <= {id(p) for p in no_decay["params"]}
@@ -154,7 +160,8 @@ def test_evaluate_matches_hf_vq_metrics():
     assert result["num_examples"] == 8
     assert result["perplexity"] == pytest.approx(metrics.perplexity(out.indices, 8), rel=1e-5)
     assert result["active_codes"] == pytest.approx(metrics.active_code_ratio(out.indices, 8))
-    assert result["quantization_error"] == pytest.approx(metrics.quantization_error(z_e, out.quantized, dim=1), rel=1e-5)
+    expected_error = metrics.quantization_error(z_e, out.quantized, dim=1)
+    assert result["quantization_error"] == pytest.approx(expected_error, rel=1e-5)
     assert result["mse"] == pytest.approx(float((recon - x).pow(2).mean()), rel=1e-5)
     mse01 = float(((recon * 0.5 + 0.5).clamp(0, 1) - (x * 0.5 + 0.5)).pow(2).mean())
     assert result["psnr"] == pytest.approx(10 * np.log10(1 / mse01), rel=1e-5)
@@ -180,26 +187,12 @@ class _MainProcess:
         return model
 
 
-def test_save_final_and_push_in_one_commit(tmp_path, monkeypatch):
-    from hf_vq import hub
+def test_save_final_and_push_in_one_commit(tmp_path, hub_calls):
+    from hf_vq.data import image_processor
     from hf_vq.training.config import RunConfig
-    from hf_vq.training.data import image_processor
     from hf_vq.training.export import push, save_final
     from hf_vq.training.plots import code_usage
 
-    commits = []
-
-    class FakeApi:
-        def __init__(self, token=None):
-            pass
-
-        def create_repo(self, repo_id, exist_ok, private):
-            pass
-
-        def create_commit(self, repo_id, operations, commit_message, revision):
-            commits.append((repo_id, sorted(op.path_in_repo for op in operations)))
-
-    monkeypatch.setattr(hub, "HfApi", FakeApi)
     model = VQVAEModel(VQVAEConfig(**TINY_VAE))
     cfg = RunConfig(output_dir=str(tmp_path / "out"), push_to_hub="me/tiny-vq")
     metrics = {"mse": 0.1, "psnr": 20.0, "perplexity": 3.0, "active_codes": 0.5, "quantization_error": 0.2,
@@ -210,13 +203,22 @@ def test_save_final_and_push_in_one_commit(tmp_path, monkeypatch):
     assert (out / "model.safetensors").is_file() and (out / "preprocessor_config.json").is_file()
     card = (out / "README.md").read_text()
     assert "me/tiny-vq" in card and "value: 20.0" in card and "plots/code_usage.png" in card
+    assert "| Active codes (fraction of K) | 0.5 |" in card and "| Codebook size K | 8 |" in card
+    # what a run leaves next to the model: its log and config, and local state that is not uploaded
     (out / "train_log.jsonl").write_text("{}\n")
-    push(_MainProcess(), model, processor, cfg, [plot])
-    [(repo, files)] = commits
-    assert repo == "me/tiny-vq"
+    (out / "training_config.yaml").write_text(cfg.to_yaml())
+    for local in ("checkpoints/step_000000001/optimizer.bin", "tensorboard/events.out.tfevents.1",
+                  "debug/rank0.safetensors"):
+        (out / local).parent.mkdir(parents=True, exist_ok=True)
+        (out / local).write_bytes(b"local")
+    push(_MainProcess(), cfg)
+    [(repo, files, kwargs)] = hub_calls.uploads
+    assert repo == "me/tiny-vq" and kwargs["commit_message"] == "Upload hf_vq model trained with hf_vq.training"
+    written = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    assert set(files) == {p for p in written if not p.startswith(("checkpoints/", "tensorboard/", "debug/"))}
     assert {"README.md", "config.json", "model.safetensors", "preprocessor_config.json", "plots/code_usage.png",
-            "train_log.jsonl", "eval_results.json"} <= set(files)
-    assert not [f for f in files if f.endswith((".bin", ".pt", ".pkl"))]
+            "train_log.jsonl", "training_config.yaml", "eval_results.json"} <= set(files)
+    assert files["README.md"] == (out / "README.md").read_bytes()  # the card save_final wrote, not a re-render
 
 
 def test_preflight_refuses_a_push_that_cannot_happen(monkeypatch):

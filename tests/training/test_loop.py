@@ -26,7 +26,8 @@ def tiny_data(size: int = 12, labels: bool = False, batch_sampler=None) -> Prepa
 
 def tiny_config(tmp_path, steps: int, **train) -> RunConfig:
     return RunConfig(task="vqvae", output_dir=str(tmp_path / "out"), model=dict(TINY_VAE),
-                     train=TrainConfig(batch_size=4, max_steps=steps, lr=1e-3, **train), eval=EvalConfig(eval_batch_size=4),
+                     train=TrainConfig(batch_size=4, max_steps=steps, lr=1e-3, **train),
+                     eval=EvalConfig(eval_batch_size=4),
                      logging=LoggingConfig(log_with="none", progress_bar=False))
 
 

@@ -154,8 +154,11 @@ def test_sigkill_at_random_instants_always_resumes_to_the_uninterrupted_result(v
     checkpoints = out / "checkpoints"
     args = ["--config", VAE_CONFIG, "--output_dir", str(out), *RESUME_STEPS, "--resume", "auto"]
     rng = random.Random(0)
-    writing = lambda: checkpoints.is_dir() and any(p.name.endswith(".tmp") and not p.name.endswith(".old.tmp")
-                                                   for p in checkpoints.iterdir())
+
+    def writing() -> bool:
+        return checkpoints.is_dir() and any(p.name.endswith(".tmp") and not p.name.endswith(".old.tmp")
+                                            for p in checkpoints.iterdir())
+
     trials = [("during steps", None), ("writing a checkpoint", writing), ("during steps", None),
               ("in the final save", lambda: (out / "plots").is_dir())]
     expected_resume, killed = None, []
@@ -169,7 +172,9 @@ def test_sigkill_at_random_instants_always_resumes_to_the_uninterrupted_result(v
         assert run.kill(), f"the run ended before the kill {where}"
         log = run.output()
         # each restart resumed from the newest complete checkpoint the previous kill left (or started fresh)
-        assert (f"resumed from {expected_resume} " in log) if expected_resume else "resumed from" not in log, log[-3000:]
+        assert (f"resumed from {expected_resume} " in log) if expected_resume else "resumed from" not in log, log[
+            -3000:
+        ]
         assert "warning" not in log
         done = complete_checkpoints(out)
         for checkpoint in done:
@@ -264,7 +269,9 @@ def test_gradient_accumulation_and_bf16(tmp_path, data_dir):
 )
 def test_bad_inputs_stop_before_training(tmp_path, data_dir, args, message):
     out = tmp_path / "bad"
-    result = run_script("vqvae", "--config", VAE_CONFIG, "--output_dir", str(out), *args, data_dir=data_dir, check=False)
+    result = run_script(
+        "vqvae", "--config", VAE_CONFIG, "--output_dir", str(out), *args, data_dir=data_dir, check=False
+    )
     assert result.returncode == 2, result.stderr[-2000:]
     assert message in result.stderr
     assert not (out / "train_log.jsonl").exists()

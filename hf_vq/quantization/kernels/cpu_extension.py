@@ -76,8 +76,8 @@ def _compiler_version(compiler: str) -> str:
 
 def _build(compiler: str, directory: Path, extra: list[str]) -> Path:
     """The library built with BASE_FLAGS + `extra`, from the cache when this exact build is there."""
-    key = hashlib.sha256(b"\0".join([SOURCE.read_bytes(), _compiler_version(compiler).encode(),
-                                     " ".join(BASE_FLAGS + extra).encode(), _cpu_identity().encode()])).hexdigest()[:16]
+    parts = [SOURCE.read_bytes(), _compiler_version(compiler), " ".join(BASE_FLAGS + extra), _cpu_identity()]
+    key = hashlib.sha256(b"\0".join(p if isinstance(p, bytes) else p.encode() for p in parts)).hexdigest()[:16]
     target = directory / f"vq_cpu-{key}.so"
     if target.is_file():
         return target
@@ -203,10 +203,12 @@ def native_forward(
         indices = indices.contiguous()
     z_q = torch.empty_like(z) if gather else None
     sse = torch.zeros((), dtype=torch.float64) if gather else None
+    if not search:
+        search_codebook = search_bias = None
     fn = getattr(lib, f"hf_vq_forward_{DTYPES[z.dtype]}")
     with torch.profiler.record_function("hf_vq::native_search" if not gather else "hf_vq::native_forward"):
-        status = fn(z.data_ptr(), n, d, codebook.data_ptr(), codebook.shape[0], _ptr(search_codebook) if search else None,
-                    _ptr(search_bias) if search else None, indices.data_ptr(), _ptr(z_q), _ptr(sse), torch.get_num_threads())
+        status = fn(z.data_ptr(), n, d, codebook.data_ptr(), codebook.shape[0], _ptr(search_codebook),
+                    _ptr(search_bias), indices.data_ptr(), _ptr(z_q), _ptr(sse), torch.get_num_threads())
     _check(status, "hf_vq native forward")
     return indices, z_q, sse
 
@@ -240,7 +242,8 @@ def native_backward(
     grad_codebook = torch.empty_like(codebook) if need_codebook else None
     fn = getattr(lib, f"hf_vq_backward_{DTYPES[z.dtype]}")
     with torch.profiler.record_function("hf_vq::native_backward"):
-        status = fn(z.data_ptr(), n, d, codebook.data_ptr(), codebook.shape[0], indices.data_ptr(), _ptr(grad_zq), g_row,
-                    g_col, float(a), float(b), float(nu), _ptr(grad_z), _ptr(grad_codebook), torch.get_num_threads())
+        status = fn(z.data_ptr(), n, d, codebook.data_ptr(), codebook.shape[0], indices.data_ptr(), _ptr(grad_zq),
+                    g_row, g_col, float(a), float(b), float(nu), _ptr(grad_z), _ptr(grad_codebook),
+                    torch.get_num_threads())
     _check(status, "hf_vq native backward")
     return grad_z, grad_codebook

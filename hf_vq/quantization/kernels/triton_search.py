@@ -51,10 +51,12 @@ if triton is not None:
             for d0 in range(0, d, BLOCK_D):
                 dims = d0 + tl.arange(0, BLOCK_D)
                 dim_ok = dims < d
-                x = tl.load(z_ptr + rows[:, None] * stride_z + dims[None, :], mask=row_ok[:, None] & dim_ok[None, :], other=0.0)
+                x = tl.load(z_ptr + rows[:, None] * stride_z + dims[None, :], mask=row_ok[:, None] & dim_ok[None, :],
+                            other=0.0)
                 if CENTER:  # reduced operands lose the digits a common offset would take
                     x = x - tl.load(center_ptr + dims, mask=dim_ok, other=0.0)[None, :]
-                c = tl.load(codes_ptr + codes[None, :] * stride_c + dims[:, None], mask=code_ok[None, :] & dim_ok[:, None], other=0.0)
+                c = tl.load(codes_ptr + codes[None, :] * stride_c + dims[:, None],
+                            mask=code_ok[None, :] & dim_ok[:, None], other=0.0)
                 if DOT == "fp32":
                     acc += tl.dot(x, c, input_precision="ieee")  # not TF32: this search is exact
                 elif DOT == "bf16":

@@ -1,7 +1,7 @@
-"""Image datasets for hf_vq: offline builders, one loader for every source, and the torch-side transform.
+"""Offline image datasets, built from files that installed packages ship (no network), written atomically.
 
-Offline builders (no network; the data comes with installed packages) write a ``datasets.DatasetDict``
-with splits ``"train"``/``"test"`` and features ``{"image": Image(), "label": ClassLabel(names=...)}``:
+Each builder returns a ``datasets.DatasetDict`` with splits ``"train"``/``"test"`` and features
+``{"image": Image(), "label": ClassLabel(names=...)}``:
 
 - ``fashion_mnist``: Fashion-MNIST, 60,000 train / 10,000 test 28x28 grey images, 10 classes, read from the
   IDX files of the Debian package ``dataset-fashion-mnist`` (``apt-get install dataset-fashion-mnist``).
@@ -9,28 +9,20 @@ with splits ``"train"``/``"test"`` and features ``{"image": Image(), "label": Cl
   a fixed-seed 80/20 split.
 - ``patches``: 32x32 RGB patches cut from the colour photos bundled with scikit-image; label = source photo.
 
-Command line::
-
-    python -m hf_vq.data list
-    python -m hf_vq.data build patches --output data/patches [--stride 16] [--image-size 32]
-        [--max-train N] [--max-test N] [--overwrite]
-
-A build is written to ``DIR.tmp-*`` and renamed to ``DIR`` when complete, so ``DIR`` is either absent or a
-complete dataset; a build killed hard leaves a ``DIR.tmp-*`` folder that is never read and can be deleted.
-``DIR/hf_vq_build.json`` records the builder and its options; building again into a complete ``DIR`` with the
-same options does nothing.
+``build_dataset`` writes a build to ``DIR.tmp-*`` and renames it to ``DIR`` when complete, so ``DIR`` is either
+absent or a complete dataset; a build killed hard leaves a ``DIR.tmp-*`` folder that is never read and can be
+deleted. ``DIR/hf_vq_build.json`` records the builder and its options; building again into a complete ``DIR``
+with the same options does nothing.
 """
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import inspect
 import json
 import logging
 import os
 import shutil
-import sys
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -38,7 +30,6 @@ from pathlib import Path
 
 import datasets
 import numpy as np
-import torch
 from PIL import Image
 
 logger = logging.getLogger(__name__)
@@ -71,18 +62,8 @@ PATCH_BLOCK = 128
 """Side of the square blocks that the patch train/test split assigns whole (a multiple of ``PATCH_SIZE``)."""
 
 PATCH_MIN_STD = 1.0
-"""Patches whose largest per-channel standard deviation (0..255 scale) is below this are flat background and dropped."""
-
-OFFLINE_PREFIX = "offline:"
-
-
-class HubUnavailableError(ConnectionError):
-    """A Hub dataset id could not be loaded because the Hub is unreachable or offline mode is on."""
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Builders
-# --------------------------------------------------------------------------------------------------------------
+"""Patches whose largest per-channel standard deviation (0..255 scale) is below this are flat background and
+dropped."""
 
 
 def _read_idx(path: Path) -> np.ndarray:
@@ -348,220 +329,3 @@ def build_dataset(name: str, output_dir: str | Path, *, overwrite: bool = False,
 def default_data_dir() -> Path:
     """Cache folder of ``offline:`` datasets: ``$HF_VQ_DATA_DIR``, else ``~/.cache/hf_vq/datasets``."""
     return Path(os.environ.get("HF_VQ_DATA_DIR", "~/.cache/hf_vq/datasets")).expanduser()
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Loading
-# --------------------------------------------------------------------------------------------------------------
-
-
-def _offline_options_hint() -> str:
-    return (
-        "Offline sources: " + ", ".join(f"'{OFFLINE_PREFIX}{n}'" for n in BUILDERS)
-        + " (built locally, see `python -m hf_vq.data list`), a local image folder (one subfolder of images per "
-        "class), or a directory written by `save_to_disk`."
-    )
-
-
-def _load_source(source: str) -> datasets.Dataset | datasets.DatasetDict:
-    if source.startswith(OFFLINE_PREFIX):
-        name = source[len(OFFLINE_PREFIX) :]
-        if name not in BUILDERS:
-            raise ValueError(f"unknown offline dataset {name!r} in {source!r}; available: {', '.join(BUILDERS)}")
-        return datasets.load_from_disk(str(build_dataset(name, default_data_dir() / name)))
-    path = Path(source).expanduser()
-    if path.is_dir():
-        if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
-            return datasets.load_from_disk(str(path))
-        return datasets.load_dataset("imagefolder", data_dir=str(path))
-    if path.exists() or source.startswith(("/", ".", "~")):
-        raise FileNotFoundError(f"{source!r} is not a directory. {_offline_options_hint()}")
-    try:
-        return datasets.load_dataset(source)
-    except ConnectionError as err:  # datasets wraps network failures and offline mode in it
-        raise HubUnavailableError(
-            f"Could not load dataset {source!r} from the Hugging Face Hub: it is unreachable or offline mode is on "
-            f"(HF_HUB_OFFLINE / HF_DATASETS_OFFLINE) [{type(err).__name__}: {err}]. {_offline_options_hint()}"
-        ) from None
-
-
-def load_image_dataset(
-    source: str | os.PathLike,
-    *,
-    image_column: str = "image",
-    label_column: str | None = "label",
-    train_split: str = "train",
-    test_split: str | None = None,
-    test_size: float = 0.1,
-) -> datasets.DatasetDict:
-    """Load an image dataset as a DatasetDict with splits "train" and "test" and columns "image" (+ "label").
-
-    ``source`` is one of: a directory written by ``save_to_disk`` (Dataset or DatasetDict); a local image folder
-    (``imagefolder``: one subfolder per class); ``"offline:NAME"`` for a ``BUILDERS`` name, built once into
-    ``default_data_dir() / NAME``; or a Hub dataset id (HubUnavailableError, a ConnectionError, when the Hub
-    cannot be reached). ``image_column`` (an ``Image`` feature) is renamed "image" and ``label_column`` (a
-    ClassLabel or integer feature; None for none) "label"; other columns are dropped. The test split is
-    ``test_split`` if given, else "test", else "validation", else a fixed-seed ``test_size`` share of train.
-    Raises ValueError for a missing split or column and for an empty split.
-    """
-    source = os.fspath(source)
-    loaded = _load_source(source)
-    if isinstance(loaded, datasets.Dataset):
-        loaded = datasets.DatasetDict({train_split: loaded})
-    if train_split not in loaded:
-        raise ValueError(f"{source!r} has no split {train_split!r}; its splits: {list(loaded)}")
-    if test_split is not None and test_split not in loaded:
-        raise ValueError(f"{source!r} has no split {test_split!r}; its splits: {list(loaded)}")
-    test_name = test_split or next((s for s in ("test", "validation") if s in loaded), None)
-    splits = {"train": loaded[train_split]} | ({"test": loaded[test_name]} if test_name else {})
-
-    columns = {image_column: "image"} | ({label_column: "label"} if label_column is not None else {})
-    for split, ds in splits.items():
-        for column in columns:
-            if column not in ds.column_names:
-                raise ValueError(
-                    f"{source!r} split {split!r} has no column {column!r}; its columns: {ds.column_names}"
-                )
-        if not isinstance(ds.features[image_column], datasets.Image):
-            raise ValueError(f"{source!r} column {image_column!r} is {ds.features[image_column]}, not an Image")
-        if label_column is not None:
-            feature = ds.features[label_column]
-            if not isinstance(feature, datasets.ClassLabel) and not (
-                isinstance(feature, datasets.Value) and feature.dtype.startswith(("int", "uint"))
-            ):
-                raise ValueError(f"{source!r} column {label_column!r} is {feature}, not a ClassLabel or integer")
-        if len(ds) == 0:
-            raise ValueError(f"{source!r} split {split!r} is empty")
-        splits[split] = ds.select_columns(list(columns)).rename_columns(
-            {old: new for old, new in columns.items() if old != new}
-        )
-    if "test" not in splits:
-        if len(splits["train"]) < 2:
-            raise ValueError(f"{source!r} has no test split and too few examples ({len(splits['train'])}) to make one")
-        splits = splits["train"].train_test_split(test_size=test_size, seed=SEED)
-    return datasets.DatasetDict(splits)
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Torch side
-# --------------------------------------------------------------------------------------------------------------
-
-_RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
-
-
-class ImageTransform:
-    """Batch transform for ``Dataset.with_transform``: PIL images -> normalised float tensors.
-
-    Each image is converted to ``num_channels`` (1: PIL mode "L", 3: "RGB"; alpha is dropped), resized to
-    ``image_size`` (int: square, or (height, width)) with PIL ``resample`` ("bicubic" or "bilinear",
-    antialiased) when its size differs, scaled to [0, 1] and normalised: "minus_one_one" -> [-1, 1],
-    "zero_one" -> [0, 1], or ``(mean, std)`` (scalars or one value per channel) -> (x - mean) / std.
-
-    Returns ``{"pixel_values": [(num_channels, H, W) float32 tensor, ...], "labels": [int, ...]}``; "labels"
-    only when the batch has ``label_column``. Picklable, so DataLoader workers can use it.
-    """
-
-    def __init__(
-        self,
-        image_size: int | tuple[int, int],
-        num_channels: int = 3,
-        normalize: str | tuple[float | Sequence[float], float | Sequence[float]] = "minus_one_one",
-        *,
-        image_column: str = "image",
-        label_column: str = "label",
-        resample: str = "bicubic",
-    ):
-        if num_channels not in (1, 3):
-            raise ValueError(f"num_channels must be 1 or 3, got {num_channels}")
-        if resample not in _RESAMPLE:
-            raise ValueError(f"resample must be one of {list(_RESAMPLE)}, got {resample!r}")
-        if isinstance(normalize, str):
-            if normalize not in ("minus_one_one", "zero_one"):
-                raise ValueError(f"normalize must be 'minus_one_one', 'zero_one' or (mean, std), got {normalize!r}")
-            mean, std = (0.5, 0.5) if normalize == "minus_one_one" else (0.0, 1.0)
-        else:
-            mean, std = normalize
-        self.size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-        self.mode = "L" if num_channels == 1 else "RGB"
-        self.mean = torch.as_tensor(mean, dtype=torch.float32).reshape(-1, 1, 1)
-        self.std = torch.as_tensor(std, dtype=torch.float32).reshape(-1, 1, 1)
-        if {len(self.mean), len(self.std)} - {1, num_channels}:
-            raise ValueError(f"mean and std need 1 or {num_channels} values, got {mean} and {std}")
-        self.image_column = image_column
-        self.label_column = label_column
-        self.resample = _RESAMPLE[resample]
-
-    def to_tensor(self, image: Image.Image) -> torch.Tensor:
-        """One PIL image -> normalised (num_channels, H, W) float32 tensor."""
-        image = image.convert(self.mode)
-        height, width = self.size
-        if image.size != (width, height):
-            image = image.resize((width, height), self.resample)
-        pixels = torch.from_numpy(np.array(image, dtype=np.uint8))
-        pixels = pixels.unsqueeze(0) if pixels.ndim == 2 else pixels.permute(2, 0, 1)
-        return (pixels.float() / 255.0 - self.mean) / self.std
-
-    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
-        out = {"pixel_values": [self.to_tensor(image) for image in batch[self.image_column]]}
-        if self.label_column in batch:
-            out["labels"] = list(batch[self.label_column])
-        return out
-
-
-def collate_fn(examples: list[dict]) -> dict[str, torch.Tensor]:
-    """Stack ``ImageTransform`` examples: ``{"pixel_values": (B, C, H, W) float32, "labels": (B,) int64}``.
-
-    "labels" only when the examples have them.
-    """
-    batch = {"pixel_values": torch.stack([e["pixel_values"] for e in examples])}
-    if "labels" in examples[0]:
-        batch["labels"] = torch.tensor([e["labels"] for e in examples], dtype=torch.int64)
-    return batch
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Command line
-# --------------------------------------------------------------------------------------------------------------
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m hf_vq.data list`` | ``build NAME --output DIR [...]``; returns the exit status."""
-    parser = argparse.ArgumentParser(prog="python -m hf_vq.data", description=__doc__.split("\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("list", help="print the offline builders")
-    build = commands.add_parser("build", help="build an offline dataset with save_to_disk")
-    build.add_argument("name", choices=list(BUILDERS))
-    build.add_argument("--output", required=True, type=Path, help="dataset directory to create")
-    build.add_argument("--stride", type=int, help=f"patches only: pixels between patches (default {PATCH_SIZE})")
-    build.add_argument("--image-size", type=int, help="resize images to this square size (default: keep)")
-    build.add_argument("--max-train", type=int, help="keep a fixed-seed subset of this many train examples")
-    build.add_argument("--max-test", type=int, help="keep a fixed-seed subset of this many test examples")
-    build.add_argument("--overwrite", action="store_true", help="replace a different existing build")
-    args = parser.parse_args(argv)
-
-    if args.command == "list":
-        for name, builder in BUILDERS.items():
-            print(f"{name:14s} {inspect.getdoc(builder).splitlines()[0]}")
-        return 0
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    options = {
-        key: value
-        for key, value in (
-            ("stride", args.stride), ("image_size", args.image_size),
-            ("max_train", args.max_train), ("max_test", args.max_test),
-        )
-        if value is not None
-    }
-    start = time.perf_counter()
-    try:
-        out = build_dataset(args.name, args.output, overwrite=args.overwrite, **options)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
-        parser.exit(2, f"error: {err}\n")
-    ds = datasets.load_from_disk(str(out))
-    sizes = ", ".join(f"{split} {len(ds[split])}" for split in ds)
-    print(f"{args.name}: {sizes} in {out} ({time.perf_counter() - start:.1f} s)")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
