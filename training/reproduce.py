@@ -57,28 +57,29 @@ def load_config(path: Path) -> dict:
 
 
 def build_requests(cfg: dict, parts) -> list[tuple[dict, str, str]]:
-    """(spec, table, row) in priority order, so that a reproduction cut short still answers the targets: the
-    Table 3 rows run on both datasets (the targets), then the ν sweep, then the other Table 3 rows (colour
-    patches), then the opt-in parts (gradient gap, Table 2, Table 1, diagnostics)."""
+    """(spec, table, row) in priority order, so that a reproduction cut short still answers the targets: seed by
+    seed, the Table 3 rows run on both datasets (the targets) and the ν sweep; then the other Table 3 rows
+    (colour patches); then the opt-in parts (gradient gap, Table 2, Table 1, diagnostics)."""
     req = []
     seeds = cfg["seeds"]
 
-    def table3(rows, datasets):  # seed-major: a run cut short has every row on every dataset for its first seeds
-        for seed in seeds:
-            for dataset in datasets:
-                for name, variant, *_ in rows:
-                    req.append((A.make_spec(cfg, table="table3", row=name, dataset=dataset, task="vqvae",
-                                            variant=variant, seed=seed), "table3", name))
+    def table3(rows, datasets, seed):
+        for dataset in datasets:
+            for name, variant, *_ in rows:
+                req.append((A.make_spec(cfg, table="table3", row=name, dataset=dataset, task="vqvae",
+                                        variant=variant, seed=seed), "table3", name))
 
-    if "table3" in parts:
-        table3([r for r in A.TABLE3_ROWS if r[0] in A.TABLE3_SECOND_DATASET], cfg["datasets"])
-    if "nu" in parts and "patches" in cfg["datasets"]:
-        for seed in seeds:
+    # seed-major: a run cut short has every target row and the ν sweep on every dataset for its first seeds
+    for seed in seeds:
+        if "table3" in parts:
+            table3([r for r in A.TABLE3_ROWS if r[0] in A.TABLE3_SECOND_DATASET], cfg["datasets"], seed)
+        if "nu" in parts and "patches" in cfg["datasets"]:
             for name, variant in A.NU_ROWS:
                 req.append((A.make_spec(cfg, table="nu", row=name, dataset="patches", task="vqvae", variant=variant,
                                         seed=seed), "nu", name))
     if "table3" in parts and "patches" in cfg["datasets"]:
-        table3([r for r in A.TABLE3_ROWS if r[0] not in A.TABLE3_SECOND_DATASET], ["patches"])
+        for seed in seeds:
+            table3([r for r in A.TABLE3_ROWS if r[0] not in A.TABLE3_SECOND_DATASET], ["patches"], seed)
     if "gap" in parts:
         for name, variant in A.GAP_ROWS:
             req.append((A.make_spec(cfg, table="gap", row=name, dataset="patches", task="vqvae", variant=variant,
