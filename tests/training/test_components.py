@@ -159,7 +159,7 @@ def test_evaluate_matches_hf_vq_metrics():
         recon = model(x).reconstruction
     assert result["num_examples"] == 8
     assert result["perplexity"] == pytest.approx(metrics.perplexity(out.indices, 8), rel=1e-5)
-    assert result["active_codes"] == pytest.approx(metrics.active_code_ratio(out.indices, 8))
+    assert result["active_codes"] == pytest.approx(metrics.active_codes(out.indices, 8))
     expected_error = metrics.quantization_error(z_e, out.quantized, dim=1)
     assert result["quantization_error"] == pytest.approx(expected_error, rel=1e-5)
     assert result["mse"] == pytest.approx(float((recon - x).pow(2).mean()), rel=1e-5)
