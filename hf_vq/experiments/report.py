@@ -3,7 +3,7 @@
 `render(results, context)` turns the list of finished runs (dicts from `ablations.run_one`) into the
 markdown of docs/results.md: every table has all its rows (rows whose runs have not finished read
 "pending"), our mean ± std over seeds next to the paper's number, and the automatic target checks.
-Hand-written discussion lives in `NOTES` (keyed by section) so a re-render keeps it.
+Hand-written discussion lives in `results_notes.yaml` (`NOTES`, keyed by section) so a re-render keeps it.
 """
 
 from __future__ import annotations
@@ -12,14 +12,16 @@ import math
 import statistics
 from pathlib import Path
 
+import yaml
+
 from .ablations import DIAG_ROWS, NU_ROWS, TABLE1_ROWS, TABLE2_ROWS, TABLE3_ROWS, TABLE3_SECOND_DATASET
 
 DATASET_NAMES = {"patches": "offline colour photo patches (32×32 RGB, 3,383 train / 476 test)",
                  "fashion_mnist": "Fashion-MNIST (28×28 grey padded to 32×32; 60,000 train / 2,000-image fixed test subset)"}
 
-# Hand-written discussion, written after looking at the measured numbers of the full run of
-# configs/reproduce/full.yaml (re-render keeps it; numbers quoted here are from that run's tables).
-NOTES: dict[str, str] = {}
+# Hand-written discussion, keyed by section, written after reading the measured numbers (a re-render keeps it).
+NOTES: dict[str, str] = {key: text.strip() for key, text in
+                         yaml.safe_load((Path(__file__).with_name("results_notes.yaml")).read_text()).items()}
 
 
 def _values(results, **where) -> list[dict]:
