@@ -138,7 +138,8 @@ class AlternatingOptimizer:
         Every rank takes exactly k steps, even on an empty sub-batch, so the collectives stay matched."""
         params = vq.codebook_parameters()
         sync = self.sync_sink(vq)
-        all_reduce_sum(sync).div_(world_size())  # ranks' ν·g averaged, as DDP averages gradients
+        if vq.sync_nu > 0:  # ranks' ν·g averaged, as DDP averages gradients (no collective when ν = 0)
+            all_reduce_sum(sync).div_(world_size())
         indices = None
         with _trainable(params):
             for step, part in enumerate(torch.tensor_split(z, self.inner_steps)):
