@@ -38,7 +38,7 @@ from hf_vq.experiments import ablations as A  # noqa: E402
 from hf_vq.experiments import report as R  # noqa: E402
 
 PARTS = ("toys", "table3", "nu")
-EXTRA_PARTS = ("gap", "table2", "table1", "diag")  # only with --only
+EXTRA_PARTS = ("frontier", "gap", "table2", "table1", "diag")  # only with --only
 
 
 def deep_merge(base: dict, over: dict) -> dict:
@@ -80,6 +80,13 @@ def build_requests(cfg: dict, parts) -> list[tuple[dict, str, str]]:
     if "table3" in parts and "patches" in cfg["datasets"]:
         for seed in seeds:
             table3([r for r in A.TABLE3_ROWS if r[0] not in A.TABLE3_SECOND_DATASET], ["patches"], seed)
+    if "frontier" in parts:  # seed-major too: a head-to-head cut short has every row for its first seeds
+        for seed in seeds:
+            for dataset in cfg["datasets"]:
+                for name, variant in A.FRONTIER_ROWS:
+                    if dataset == "patches" or name not in A.FRONTIER_CROSS_CHECK:
+                        req.append((A.make_spec(cfg, table="frontier", row=name, dataset=dataset, task="vqvae",
+                                                variant=variant, seed=seed, overrides=cfg["frontier"]), "frontier", name))
     if "gap" in parts:
         for name, variant in A.GAP_ROWS:
             req.append((A.make_spec(cfg, table="gap", row=name, dataset="patches", task="vqvae", variant=variant,
@@ -157,6 +164,8 @@ def main(argv=None) -> int:
         if previous.get("command") and previous.get("command") != command:
             ctx["extra_commands"] = [c for c in previous.get("extra_commands") or [] if c != command] + [command]
             ctx["command"] = previous["command"]
+        if "frontier" not in parts and previous.get("frontier_timing"):
+            ctx["frontier_timing"] = previous["frontier_timing"]
         if "toys" not in parts and previous.get("toys"):
             ctx["toys"] = previous["toys"]
 
@@ -165,14 +174,19 @@ def main(argv=None) -> int:
             ctx["status"] = status
         ctx["fig_table3"] = R.plot_table3(results, cfg["datasets"], fig_dir)
         ctx["fig_gap"] = R.plot_gap(results, fig_dir)
+        ctx["fig_frontier"] = R.plot_frontier(results, cfg["datasets"], fig_dir)
+        if "frontier" in parts:  # this invocation's timing (with --resume, "timing" also tells the earlier ones)
+            ctx["frontier_timing"] = ctx.get("run_timing", "")
         (out / "results.md").write_text(R.render(results, ctx))
-        info = {k: ctx.get(k) for k in ("command", "timing", "hardware", "status", "toys", "extra_commands")}
+        info = {k: ctx.get(k) for k in ("command", "timing", "hardware", "status", "toys", "extra_commands",
+                                         "frontier_timing")}
         (fig_dir / "run_info.json").write_text(json.dumps(info, indent=1))
 
     if args.render_only:
         info_path = fig_dir / "run_info.json"
         prev = json.loads(info_path.read_text()) if info_path.is_file() else {}
-        ctx.update({k: v for k, v in prev.items() if k in ("command", "timing", "hardware", "toys", "extra_commands") and v})
+        ctx.update({k: v for k, v in prev.items()
+                    if k in ("command", "timing", "hardware", "toys", "extra_commands", "frontier_timing") and v})
         if "toys" in parts:
             ctx["toys"], _ = R.plot_toys(fig_dir)
         write(prev.get("status", "complete"))
@@ -230,13 +244,14 @@ def main(argv=None) -> int:
                 m = res["metrics"]
                 main_metric = (f"mse01={m['mse01'] * 1e3:.2f}e-3" if "mse01" in m else
                                f"acc={m['accuracy'] * 100:.1f}%" if "accuracy" in m else "failed")
-                ctx["timing"] = (f"{n_done}/{len(todo)} runs finished after {fmt_time(time.time() - t0)} wall "
-                                 f"({workers} workers).")
+                ctx["timing"] = ctx["run_timing"] = (f"{n_done}/{len(todo)} runs finished after "
+                                                     f"{fmt_time(time.time() - t0)} wall ({workers} workers).")
                 write()
                 print(f"[{fmt_time(time.time() - t0)}] {n_done}/{len(todo)} {spec['table']}/{spec['dataset']} "
                       f"'{spec['row']}' seed {spec['seed']} init {spec['init']}: {main_metric} "
                       f"ppl={m.get('perplexity', float('nan')):.1f} ({res['seconds']:.0f}s) — "
                       f"estimated remaining {fmt_time(remaining)}", flush=True)
+    ctx["run_timing"] = f"total wall time {fmt_time(time.time() - t0)} ({workers} workers × 1 thread, {ctx['hardware']})."
     ctx["timing"] = previous_timing + f"Total wall time {fmt_time(time.time() - t0)} ({workers} workers × 1 thread)."
     write("complete")
     # keep the status for --render-only

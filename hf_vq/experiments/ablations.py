@@ -14,6 +14,7 @@ machine.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import os
 import time
@@ -26,6 +27,7 @@ from ..metrics import gradient_gap
 from ..quantization import find_quantizers
 from ..training import TASKS, Callback, PreparedData, train
 from ..training.config import EvalConfig, LoggingConfig, RunConfig, TrainConfig
+from .peers import peer_model
 
 # --------------------------------------------------------------------------------------------------------------
 # Rows of the tables (quantizer overrides on top of the shared base settings)
@@ -83,6 +85,30 @@ TABLE1_ROWS = [
 ]
 
 GAP_ROWS = [("joint", {}), ("alternated", {"optimization": "alternated"})]
+
+# The head-to-head of the post-2023 fixes (issue 14, `--only frontier`): the Table 3 VQ-VAE on both datasets with
+# K = 512 codes, i.e. 9 bits per latent for every row (FSQ 8·8·8 = 512 grid points, LFQ 2^9, residual VQ 3 levels
+# of 8 codes); same steps, schedule, α and seeds for all. (row name, variant) — `variant["quantizer"]` is merged
+# into the quantizer settings as is; `variant["peer"]` swaps in another library's layer (ablations.PEER_MODELS).
+FRONTIER_CODES = 512
+ROTATION = {"quantizer": {"rotation_trick": True}}
+FRONTIER_ROWS = [
+    ("VQ (baseline)", {}),
+    ("Huh et al.: Affine + OPT + replace", {**AFFINE, **OPT, **REPLACE}),
+    ("Huh et al. with full Affine (EMA) + OPT + replace", {**FULL_EMA, **OPT, **REPLACE}),
+    ("rotation trick", ROTATION),
+    ("rotation trick + Affine + OPT + replace", {**AFFINE, **OPT, **REPLACE, **ROTATION}),
+    ("SimVQ", {"quantizer": {"codebook_parametrization": "simvq"}}),
+    ("FSQ 8·8·8", {"quantizer": {"type": "fsq", "levels": [8, 8, 8]}}),
+    ("LFQ 2^9", {"quantizer": {"type": "lfq"}}),
+    ("residual VQ, 3 × 8 codes", {"quantizer": {"type": "residual", "num_quantizers": 3, "codebook_size": 8}}),
+    ("residual VQ, 3 × 8 codes + Affine + OPT + replace",
+     {**AFFINE, **OPT, **REPLACE, "quantizer": {"type": "residual", "num_quantizers": 3, "codebook_size": 8}}),
+    # the cross-check pair (colour patches only): vector-quantize-pytorch's loss weighs both halves alike (β = 0.5)
+    ("rotation trick, β = 0.5", {"quantizer": {"rotation_trick": True, "beta": 0.5}}),
+    ("rotation trick, β = 0.5 (vector-quantize-pytorch 1.x)", {"peer": "vqp_rotation", "quantizer": {"beta": 0.5}}),
+]
+FRONTIER_CROSS_CHECK = {"rotation trick, β = 0.5", "rotation trick, β = 0.5 (vector-quantize-pytorch 1.x)"}
 
 # Diagnostics for the Table 3 targets (colour patches, not part of the default run; `--only diag`):
 # (row name, variant, overrides of the vqvae settings block). Same settings as Table 3 otherwise.
@@ -184,6 +210,7 @@ def make_spec(settings: dict, *, table: str, row: str, dataset: str, task: str, 
         q["replace_after"] = block["replace_after"]
     if variant.get("distance"):
         q["distance"] = variant["distance"]
+    q.update(variant.get("quantizer", {}))
     train = dict(block["train"])
     train["optimization"] = variant.get("optimization", "joint")
     stochastic = block["stochastic_tau"] if variant.get("stochastic") else None
@@ -191,6 +218,7 @@ def make_spec(settings: dict, *, table: str, row: str, dataset: str, task: str, 
         "table": table, "row": row, "dataset": dataset, "task": task, "seed": seed, "init": init,
         "model": model, "quantizer": q, "train": train, "eval": dict(block["eval"]),
         "stochastic_tau": stochastic, "gap_every": gap_every, "data_path": settings.get("data_path"),
+        "peer": variant.get("peer"),
         "pad_to": block.get("pad_to", {}).get(dataset) if isinstance(block.get("pad_to"), dict) else None,
     }
 
@@ -198,7 +226,7 @@ def make_spec(settings: dict, *, table: str, row: str, dataset: str, task: str, 
 def spec_key(spec: dict) -> str:
     """Identity of a run's computation (table/row names excluded), so shared rows run once."""
     keys = ("dataset", "task", "seed", "init", "model", "quantizer", "train", "eval", "stochastic_tau", "gap_every", "pad_to")
-    return repr([(k, spec[k]) for k in keys])
+    return repr([(k, spec[k]) for k in keys] + ([("peer", spec["peer"])] if spec.get("peer") else []))
 
 
 COST_PER_STEP = {"vqvae": 0.08, "vq_vit": 0.14}  # ≈ seconds on one free core, measured on this machine's CPUs
@@ -319,6 +347,8 @@ def run_one(spec: dict) -> dict:
     torch.set_num_threads(1)
     start = time.time()
     task = TASKS[spec["task"]]
+    if spec.get("peer"):
+        task = dataclasses.replace(task, model_class=peer_model(spec["peer"]))
     data = run_data(spec, labels=task.labels)
     curves = RunCurves(spec, data.train)
     run = train(run_config(spec, num_channels=len(data.mean)), task, data=data, callback=curves, save=False)
@@ -336,7 +366,7 @@ def run_one(spec: dict) -> dict:
 
 
 __all__ = [
-    "DIAG_ROWS", "GAP_ROWS", "NU_ROWS", "TABLE1_ROWS", "TABLE2_ROWS", "TABLE3_ROWS", "TABLE3_SECOND_DATASET",
+    "DIAG_ROWS", "FRONTIER_CODES", "FRONTIER_CROSS_CHECK", "FRONTIER_ROWS", "GAP_ROWS", "NU_ROWS", "TABLE1_ROWS", "TABLE2_ROWS", "TABLE3_ROWS", "TABLE3_SECOND_DATASET",
     "PermutationBatches", "RunCurves",
     "TensorImages", "estimated_cost", "make_spec", "prepare_data", "run_config", "run_data", "run_one", "spec_key",
     "to_pixels",
