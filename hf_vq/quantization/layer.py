@@ -6,7 +6,7 @@ The forward runs in named stages, each next to the equations it implements:
     inner steps              alternated optimization, codebook only (eq 17; alternating.py)
     effective codebook       c = c_mean + c_std ⊙ c_signal (eq 15; affine.py)
     assign                   nearest code (eq 5) or sampled ∝ exp(−d/τ) (eq 12; search.py)
-    straight-through + loss  z_q with ∂z_q/∂z_e = I (eq 7), α·L_cmt (eqs 8–10), ν·g (eq 21)
+    straight-through + loss  z_q with ∂z_q/∂z_e = I (eq 7) or λR (rotation trick), α·L_cmt (eqs 8–10), ν·g (eq 21)
     update state             EMA codebook (eq 11), EMA affine (A.12), LRU clocks
 """
 
@@ -107,6 +107,14 @@ class VectorQuantizer(nn.Module):
         check_finite: raise on NaN/Inf input in training (one reduction and host sync per call).
         step_on_forward: each training forward is one LRU step. Set False under gradient accumulation
             and call `end_step()` once per optimizer step (`hf_vq.quantization.end_step(model)`).
+        rotation_trick: the gradient reaches z_e through sg[λR]·z_e, R the rotation taking z_e's direction
+            to z_q's and λ = ‖z_q‖/‖z_e‖ (Fifty et al., ICLR 2025; rotation.py), instead of the identity
+            (eq 7). The forward value, the commitment loss and the codebook's gradient (ν·g included) are
+            unchanged. Composes with every other option. Default False.
+        codebook_parametrization: "direct" (default: c_signal is learned) or "simvq" (Zhu et al. 2024):
+            c_signal is a frozen random basis and the codes are c = W·c_signal + b with one learnable D×D
+            map, i.e. the full learnable affine (affine="learnable", affine_covariance="full" are implied)
+            over a basis that takes no gradient. `fold_affine()` bakes W into plain codes for inference.
 
     Shapes: input (..., D) or (B, D, *spatial) with channel_first; any floating dtype (computation in
     fp32, or fp64 for fp64 input; autocast is disabled inside). Output `QuantizerOutput`.
@@ -123,7 +131,7 @@ class VectorQuantizer(nn.Module):
                 setattr(self, name, value)
 
         # c_signal of eq 15 (the plain codebook when there is no affine).
-        self.codebook_signal = nn.Parameter(torch.empty(codebook_size, dim), requires_grad=self.codebook_update == "gradient")
+        self.codebook_signal = nn.Parameter(torch.empty(codebook_size, dim), requires_grad=self._signal_is_learned())
         self.affine = build_affine(self.options.affine, dim, self.affine_groups, self.affine_covariance,
                                    self.affine_lr_scale, self.affine_momentum)
         # Running state; all persistent so a checkpoint resumes the same LRU clock and init status.
@@ -154,7 +162,9 @@ class VectorQuantizer(nn.Module):
     def extra_repr(self) -> str:
         return (f"dim={self.dim}, codebook_size={self.codebook_size}, distance={self.distance!r}, beta={self.beta}, "
                 f"commitment_weight={self.commitment_weight}, affine={self.options.affine!r}, sync_nu={self.sync_nu}, "
-                f"replace_after={self.replace_after}, codebook_update={self.codebook_update!r}")
+                f"replace_after={self.replace_after}, codebook_update={self.codebook_update!r}"
+                + (", rotation_trick=True" if self.rotation_trick else "")
+                + (f", codebook_parametrization={self.codebook_parametrization!r}" if self.codebook_parametrization != "direct" else ""))
 
     @property
     def affine_mode(self) -> str | None:
@@ -162,10 +172,14 @@ class VectorQuantizer(nn.Module):
         warnings.warn("VectorQuantizer.affine_mode is deprecated; use .options.affine", FutureWarning, stacklevel=2)
         return self.options.affine
 
+    def _signal_is_learned(self) -> bool:
+        """c_signal takes gradients: not with the EMA rule (eq 11), and not as SimVQ's frozen basis."""
+        return self.codebook_update == "gradient" and self.codebook_parametrization == "direct"
+
     def codebook_parameters(self) -> list[nn.Parameter]:
         """Parameters of the codebook (c_signal and learnable affine): give them their own optimizer
         group without weight decay (A.1), or to an `AlternatingOptimizer`."""
-        params = [self.codebook_signal] if self.codebook_update == "gradient" else []
+        params = [self.codebook_signal] if self._signal_is_learned() else []
         if isinstance(self.affine, LearnableAffine):
             params += [self.affine.scale, self.affine.bias]
         return params
@@ -210,14 +224,23 @@ class VectorQuantizer(nn.Module):
             out = out.movedim(-1, 1).contiguous()  # same layout as forward's output (conv kernels differ otherwise)
         return out
 
+    def get_codes(self, indices: torch.Tensor) -> torch.Tensor:
+        """The quantizer contract's name of `lookup`: the vectors `quantized` holds for these indices."""
+        return self.lookup(indices)
+
+    indices_to_codes = get_codes  # vector-quantize-pytorch's name
+
     @torch.no_grad()
     def fold_affine(self) -> "VectorQuantizer":
-        """Bake the affine into plain codes (c_signal ← c_mean + W·c_signal) and drop it, so inference
-        needs no affine. Outputs are unchanged. Returns self."""
+        """Bake the affine (or SimVQ's W) into plain codes (c_signal ← c_mean + W·c_signal) and drop it, so
+        inference needs no affine: the layer becomes `VectorQuantizer(dim, K, **self.options)` with these
+        codes (codebook_parametrization="direct"). Outputs are unchanged. Returns self."""
         if self.affine is not None:
             self.codebook_signal.copy_(self._raw_codebook())
             self.affine = None
-            self.options = dataclasses.replace(self.options, affine=None)
+            self.options = dataclasses.replace(self.options, affine=None, codebook_parametrization="direct")
+            self.codebook_parametrization = "direct"
+            self.codebook_signal.requires_grad_(self._signal_is_learned())
         return self
 
     def attach_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
@@ -259,7 +282,7 @@ class VectorQuantizer(nn.Module):
                                loss.float(), commitment.float(), perplexity, active_codes)
 
     def _straight_through(self, z: torch.Tensor, codebook: torch.Tensor, indices: torch.Tensor, inner: bool):
-        """z_q = c[k] with ∂z_q/∂z_e = I (eq 7), loss = α·L_cmt (eqs 8–10), codebook gradient ν·g (eq 21).
+        """z_q = c[k] with ∂z_q/∂z_e = I (eq 7) or λR (rotation trick), loss = α·L_cmt (eqs 8–10), codebook gradient ν·g (eq 21).
 
         The codebook's β half comes from this loss in joint training, from the inner steps under
         alternation (whose ν·g is deferred to them), and from eq 11 with codebook_update="ema"."""
@@ -268,7 +291,7 @@ class VectorQuantizer(nn.Module):
         sink = self.alternating.sync_sink(self) if inner and self.sync_nu else None
         return straight_through(z, codebook, indices, sync_nu=self.sync_nu, commitment_weight=self.commitment_weight,
                                 beta=self.beta, codebook_term=self.codebook_update == "gradient" and not inner,
-                                sync_sink=sink)
+                                sync_sink=sink, rotation_trick=self.rotation_trick)
 
     # ------------------------------------------------------------------ input handling
     def _check_input(self, z: torch.Tensor) -> None:
