@@ -70,6 +70,15 @@ def histogram_perplexity(counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     return entropy.exp(), (counts > 0).float().mean()
 
 
+def check_indices(indices: torch.Tensor, codebook_size: int) -> None:
+    """Raise unless `indices` is an integer tensor with values in [0, codebook_size)."""
+    _require(not indices.is_floating_point() and not indices.is_complex(),
+             f"indices must be an integer tensor, got {indices.dtype}", TypeError)
+    if indices.numel():
+        low, high = int(indices.min()), int(indices.max())
+        _require(low >= 0 and high < codebook_size, f"indices must lie in [0, {codebook_size}), got range [{low}, {high}]")
+
+
 class VectorQuantizer(nn.Module):
     """Vector quantization layer with the techniques of *Straightening Out the Straight-Through Estimator*.
 
@@ -214,11 +223,7 @@ class VectorQuantizer(nn.Module):
 
     def lookup(self, indices: torch.Tensor) -> torch.Tensor:
         """Code vectors for int `indices`: (...) → (..., D), or (B, *S) → (B, D, *S) with channel_first."""
-        _require(not indices.is_floating_point() and not indices.is_complex(),
-                 f"indices must be an integer tensor, got {indices.dtype}", TypeError)
-        if indices.numel():
-            _require(int(indices.min()) >= 0 and int(indices.max()) < self.codebook_size,
-                     f"indices must lie in [0, {self.codebook_size}), got range [{int(indices.min())}, {int(indices.max())}]")
+        check_indices(indices, self.codebook_size)
         out = F.embedding(indices.long(), self.effective_codebook())
         if self.channel_first:
             out = out.movedim(-1, 1).contiguous()  # same layout as forward's output (conv kernels differ otherwise)
