@@ -23,10 +23,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layer import QuantizerOutput, check_indices, histogram_perplexity
+from .layer import QuantizerOutput, check_features, check_indices, histogram_perplexity, unflatten_features
 from .options import _is_int, _require
 
 BOUND_EPS = 1e-3  # A.1's ε: tanh's range shrinks by it, so the extreme levels stay strictly inside
+
+
+def project(x: torch.Tensor, linear: nn.Linear | None) -> torch.Tensor:
+    """`linear(x)` computed in x's dtype (the weights cast to it), or x itself when there is no projection."""
+    if linear is None:
+        return x
+    bias = linear.bias.to(x.dtype) if linear.bias is not None else None
+    return F.linear(x, linear.weight.to(x.dtype), bias)
 
 
 @dataclass
@@ -123,7 +131,7 @@ class FiniteScalarQuantizer(nn.Module):
         """The vectors `quantized` holds for int `indices`: (...) → (..., D), or (B, *S) → (B, D, *S) with
         channel_first (grid codes, through the out projection when there is one)."""
         check_indices(indices, self.codebook_size)
-        codes = self._project(self.indices_to_grid(indices), self.project_out)
+        codes = project(self.indices_to_grid(indices), self.project_out)
         return codes.movedim(-1, 1).contiguous() if self.channel_first else codes
 
     indices_to_codes = get_codes  # vector-quantize-pytorch's name
@@ -132,42 +140,27 @@ class FiniteScalarQuantizer(nn.Module):
     def codebook(self) -> torch.Tensor:
         """(K, D) all implicit codes, in index order, as `quantized` holds them. Detached."""
         with torch.no_grad():
-            return self._project(self.indices_to_grid(torch.arange(self.codebook_size, device=self._levels.device)),
+            return project(self.indices_to_grid(torch.arange(self.codebook_size, device=self._levels.device)),
                                  self.project_out)
-
-    @staticmethod
-    def _project(x: torch.Tensor, linear: nn.Linear | None) -> torch.Tensor:
-        if linear is None:
-            return x
-        bias = linear.bias.to(x.dtype) if linear.bias is not None else None
-        return F.linear(x, linear.weight.to(x.dtype), bias)
 
     # ------------------------------------------------------------------ forward
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
-        _require(isinstance(z, torch.Tensor) and z.is_floating_point(),
-                 "FiniteScalarQuantizer input must be a floating-point torch.Tensor, got "
-                 f"{getattr(z, 'dtype', type(z).__name__)}", TypeError)
-        axis = 1 if self.channel_first else -1
-        _require(z.dim() >= (2 if self.channel_first else 1) and z.shape[axis] == self.dim,
-                 f"FiniteScalarQuantizer input needs feature width dim={self.dim} on axis {axis} "
-                 f"(channel_first={self.channel_first}), got shape {tuple(z.shape)}")
+        check_features(z, self.dim, self.channel_first, type(self).__name__)
         x = z.movedim(1, -1) if self.channel_first else z
         index_shape = tuple(x.shape[:-1])
         compute = torch.float64 if z.dtype == torch.float64 else torch.float32
         with torch.autocast(device_type=z.device.type, enabled=False):
-            h = self._project(x.reshape(-1, self.dim).to(compute), self.project_in)
+            h = project(x.reshape(-1, self.dim).to(compute), self.project_in)
             bounded = self.bound(h)
             half = self._half_width(compute)
             rounded = torch.round(bounded)
             grid = (rounded + (bounded - bounded.detach())) / half     # round with straight-through; value exact
             indices = self.codes_to_indices(rounded.detach() / half)
-            quantized = self._project(grid, self.project_out)
+            quantized = project(grid, self.project_out)
             commitment = ((bounded.detach() - rounded) / half).pow(2).mean() if h.numel() else h.new_zeros(())
         counts = torch.bincount(indices, minlength=self.codebook_size)
         perplexity, active_codes = histogram_perplexity(counts)
-        quantized = quantized.view(*index_shape, self.dim).to(z.dtype)
-        if self.channel_first:
-            quantized = quantized.movedim(-1, 1).contiguous()
+        quantized = unflatten_features(quantized, index_shape, z.dtype, self.channel_first)
         loss = torch.zeros((), dtype=torch.float32, device=z.device)
         return QuantizerOutput(quantized, indices.view(index_shape), loss, commitment.float(), perplexity,
                                active_codes)

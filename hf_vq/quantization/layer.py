@@ -70,6 +70,30 @@ def histogram_perplexity(counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     return entropy.exp(), (counts > 0).float().mean()
 
 
+def check_features(z: torch.Tensor, dim: int, channel_first: bool, owner: str) -> None:
+    """Raise, naming `owner` and the fix, unless z is a floating tensor with `dim` features on its feature axis."""
+    _require(isinstance(z, torch.Tensor), f"{owner} input must be a torch.Tensor, got {type(z).__name__}", TypeError)
+    _require(z.is_floating_point(), f"{owner} input must be a floating-point tensor, got {z.dtype}: cast it with .float()",
+             TypeError)
+    axis = 1 if channel_first else -1
+    _require(z.dim() >= (2 if channel_first else 1),
+             f"{owner} input with channel_first={channel_first} needs at least {2 if channel_first else 1} dims, "
+             f"got shape {tuple(z.shape)}")
+    hint = ("; for (B, D, H, W) inputs pass channel_first=True"
+            if not channel_first and z.dim() > 2 and z.shape[1] == dim else "")
+    _require(z.shape[axis] == dim,
+             f"{owner} input has feature width {z.shape[axis]} on axis {axis} (shape {tuple(z.shape)}), but dim={dim}{hint}")
+
+
+def unflatten_features(z_q: torch.Tensor, index_shape: tuple[int, ...], dtype: torch.dtype, channel_first: bool):
+    """(N, D) rows → the input's layout: (*index_shape, D), or (B, D, *S) with channel_first, in `dtype`."""
+    z_q = z_q.view(*index_shape, z_q.shape[-1]).to(dtype)
+    if channel_first:
+        # contiguous in the input's (B, D, *S) layout: a channels-last view makes conv kernels differ.
+        z_q = z_q.movedim(-1, 1).contiguous()
+    return z_q
+
+
 def check_indices(indices: torch.Tensor, codebook_size: int) -> None:
     """Raise unless `indices` is an integer tensor with values in [0, codebook_size)."""
     _require(not indices.is_floating_point() and not indices.is_complex(),
@@ -299,23 +323,9 @@ class VectorQuantizer(nn.Module):
                                 sync_sink=sink, rotation_trick=self.rotation_trick)
 
     # ------------------------------------------------------------------ input handling
-    def _check_input(self, z: torch.Tensor) -> None:
-        _require(isinstance(z, torch.Tensor), f"VectorQuantizer input must be a torch.Tensor, got {type(z).__name__}", TypeError)
-        _require(z.is_floating_point(),
-                 f"VectorQuantizer input must be a floating-point tensor, got {z.dtype}: cast it with .float()", TypeError)
-        axis = 1 if self.channel_first else -1
-        _require(z.dim() >= (2 if self.channel_first else 1),
-                 f"VectorQuantizer input with channel_first={self.channel_first} needs at least "
-                 f"{2 if self.channel_first else 1} dims, got shape {tuple(z.shape)}")
-        _require(z.shape[axis] == self.dim,
-                 f"VectorQuantizer input has feature width {z.shape[axis]} on axis {axis} (shape {tuple(z.shape)}), "
-                 f"but dim={self.dim}" + (
-                     "; for (B, D, H, W) inputs pass channel_first=True" if not self.channel_first and z.dim() > 2
-                     and z.shape[1] == self.dim else ""))
-
     def _prepare_input(self, z: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
         """Checked (N, D) view/copy of z in compute dtype, and the shape of the index tensor."""
-        self._check_input(z)
+        check_features(z, self.dim, self.channel_first, type(self).__name__)
         if self.channel_first:
             z = z.movedim(1, -1)
         compute = torch.float64 if (z.dtype == torch.float64 or self.codebook_signal.dtype == torch.float64) else torch.float32
@@ -329,11 +339,7 @@ class VectorQuantizer(nn.Module):
         return flat, tuple(z.shape[:-1])
 
     def _unflatten(self, z_q: torch.Tensor, index_shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
-        z_q = z_q.view(*index_shape, self.dim).to(dtype)
-        if self.channel_first:
-            # contiguous in the input's (B, D, *S) layout: a channels-last view makes conv kernels differ.
-            z_q = z_q.movedim(-1, 1).contiguous()
-        return z_q
+        return unflatten_features(z_q, index_shape, dtype, self.channel_first)
 
     # ------------------------------------------------------------------ training-time state
     # ------------------------------------------------------------------ training-time state

@@ -127,7 +127,7 @@ def test_invalid_arguments_name_the_argument(kwargs, error, match):
 
 def test_invalid_inputs_name_the_problem():
     fsq = FiniteScalarQuantizer(3, [5, 5, 5])
-    with pytest.raises(ValueError, match="dim=3"):
+    with pytest.raises(ValueError, match="feature width 5.*dim=3"):
         fsq(torch.randn(4, 5))
     with pytest.raises(TypeError, match="floating-point"):
         fsq(torch.ones(4, 3, dtype=torch.long))
