@@ -6,5 +6,5 @@ from .fsq import FiniteScalarQuantizer
 from .layer import QuantizerOutput, VectorQuantizer
 from .lfq import LookupFreeQuantizer
 
-__all__ = ["AlternatingOptimizer", "FiniteScalarQuantizer", "LookupFreeQuantizer", "QuantizerOutput", "VectorQuantizer",
-           "end_step", "find_quantizers"]
+__all__ = ["AlternatingOptimizer", "FiniteScalarQuantizer", "LookupFreeQuantizer", "QuantizerOutput",
+           "VectorQuantizer", "end_step", "find_quantizers"]

@@ -16,15 +16,15 @@ import contextlib
 import dataclasses
 import math
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .distributed import all_gather_rows, all_reduce_sum, broadcast, is_distributed
 from .affine import EMAAffine, LearnableAffine, apply_affine, build_affine, invert_affine
+from .distributed import all_gather_rows, all_reduce_sum, broadcast, is_distributed
 from .kmeans import kmeans
 from .options import QuantizerOptions, _require
 from .replacement import OptimizerStateResetter, sample_replacements, update_idle_steps
@@ -73,8 +73,8 @@ def histogram_perplexity(counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
 def check_features(z: torch.Tensor, dim: int, channel_first: bool, owner: str) -> None:
     """Raise, naming `owner` and the fix, unless z is a floating tensor with `dim` features on its feature axis."""
     _require(isinstance(z, torch.Tensor), f"{owner} input must be a torch.Tensor, got {type(z).__name__}", TypeError)
-    _require(z.is_floating_point(), f"{owner} input must be a floating-point tensor, got {z.dtype}: cast it with .float()",
-             TypeError)
+    _require(z.is_floating_point(),
+             f"{owner} input must be a floating-point tensor, got {z.dtype}: cast it with .float()", TypeError)
     axis = 1 if channel_first else -1
     _require(z.dim() >= (2 if channel_first else 1),
              f"{owner} input with channel_first={channel_first} needs at least {2 if channel_first else 1} dims, "
@@ -82,7 +82,8 @@ def check_features(z: torch.Tensor, dim: int, channel_first: bool, owner: str) -
     hint = ("; for (B, D, H, W) inputs pass channel_first=True"
             if not channel_first and z.dim() > 2 and z.shape[1] == dim else "")
     _require(z.shape[axis] == dim,
-             f"{owner} input has feature width {z.shape[axis]} on axis {axis} (shape {tuple(z.shape)}), but dim={dim}{hint}")
+             f"{owner} input has feature width {z.shape[axis]} on axis {axis} (shape {tuple(z.shape)}), "
+             f"but dim={dim}{hint}")
 
 
 def unflatten_features(z_q: torch.Tensor, index_shape: tuple[int, ...], dtype: torch.dtype, channel_first: bool):
@@ -100,7 +101,8 @@ def check_indices(indices: torch.Tensor, codebook_size: int) -> None:
              f"indices must be an integer tensor, got {indices.dtype}", TypeError)
     if indices.numel():
         low, high = int(indices.min()), int(indices.max())
-        _require(low >= 0 and high < codebook_size, f"indices must lie in [0, {codebook_size}), got range [{low}, {high}]")
+        _require(low >= 0 and high < codebook_size,
+                 f"indices must lie in [0, {codebook_size}), got range [{low}, {high}]")
 
 
 class VectorQuantizer(nn.Module):
@@ -156,7 +158,8 @@ class VectorQuantizer(nn.Module):
     def __init__(self, dim: int, codebook_size: int, **options):
         super().__init__()
         unknown = sorted(set(options) - set(QuantizerOptions.names()))
-        _require(not unknown, f"Unknown VectorQuantizer option(s) {unknown}; valid: {', '.join(QuantizerOptions.names()[2:])}",
+        _require(not unknown,
+                 f"Unknown VectorQuantizer option(s) {unknown}; valid: {', '.join(QuantizerOptions.names()[2:])}",
                  TypeError)
         self.options = QuantizerOptions(dim, codebook_size, **options)
         for name, value in dataclasses.asdict(self.options).items():
@@ -197,7 +200,8 @@ class VectorQuantizer(nn.Module):
                 f"commitment_weight={self.commitment_weight}, affine={self.options.affine!r}, sync_nu={self.sync_nu}, "
                 f"replace_after={self.replace_after}, codebook_update={self.codebook_update!r}"
                 + (", rotation_trick=True" if self.rotation_trick else "")
-                + (f", codebook_parametrization={self.codebook_parametrization!r}" if self.codebook_parametrization != "direct" else ""))
+                + (f", codebook_parametrization={self.codebook_parametrization!r}"
+                   if self.codebook_parametrization != "direct" else ""))
 
     @property
     def affine_mode(self) -> str | None:
@@ -260,7 +264,7 @@ class VectorQuantizer(nn.Module):
     indices_to_codes = get_codes  # vector-quantize-pytorch's name
 
     @torch.no_grad()
-    def fold_affine(self) -> "VectorQuantizer":
+    def fold_affine(self) -> VectorQuantizer:
         """Bake the affine (or SimVQ's W) into plain codes (c_signal ← c_mean + W·c_signal) and drop it, so
         inference needs no affine: the layer becomes `VectorQuantizer(dim, K, **self.options)` with these
         codes (codebook_parametrization="direct"). Outputs are unchanged. Returns self."""
@@ -291,7 +295,8 @@ class VectorQuantizer(nn.Module):
         flat, index_shape = self._prepare_input(z)
         if self._bypass:
             zero = flat.new_zeros((), dtype=torch.float32)
-            return QuantizerOutput(z, torch.zeros(index_shape, dtype=torch.long, device=z.device), zero, zero, zero, zero)
+            indices = torch.zeros(index_shape, dtype=torch.long, device=z.device)
+            return QuantizerOutput(z, indices, zero, zero, zero, zero)
         training = self.training
         with torch.autocast(device_type=flat.device.type, enabled=False):
             if training:
@@ -311,7 +316,8 @@ class VectorQuantizer(nn.Module):
                                loss.float(), commitment.float(), perplexity, active_codes)
 
     def _straight_through(self, z: torch.Tensor, codebook: torch.Tensor, indices: torch.Tensor, inner: bool):
-        """z_q = c[k] with ∂z_q/∂z_e = I (eq 7) or λR (rotation trick), loss = α·L_cmt (eqs 8–10), codebook gradient ν·g (eq 21).
+        """z_q = c[k] with ∂z_q/∂z_e = I (eq 7) or λR (rotation trick), loss = α·L_cmt (eqs 8–10), codebook
+        gradient ν·g (eq 21).
 
         The codebook's β half comes from this loss in joint training, from the inner steps under
         alternation (whose ν·g is deferred to them), and from eq 11 with codebook_update="ema"."""
@@ -328,7 +334,8 @@ class VectorQuantizer(nn.Module):
         check_features(z, self.dim, self.channel_first, type(self).__name__)
         if self.channel_first:
             z = z.movedim(1, -1)
-        compute = torch.float64 if (z.dtype == torch.float64 or self.codebook_signal.dtype == torch.float64) else torch.float32
+        double = z.dtype == torch.float64 or self.codebook_signal.dtype == torch.float64
+        compute = torch.float64 if double else torch.float32
         flat = z.reshape(-1, self.dim).to(compute)
         # A finite sum proves every element finite (one reduction); the exact check only runs when it
         # is not (a NaN/Inf, or finite values whose sum overflows).
@@ -424,4 +431,5 @@ class VectorQuantizer(nn.Module):
         all_reduce_sum(stats)
         hit = stats[:, -1] > 0
         means = stats[hit, :-1] / stats[hit, -1:]
-        self.codebook_signal[hit] = torch.lerp(self.codebook_signal[hit], means.to(self.codebook_signal.dtype), 1.0 - self.ema_decay)
+        self.codebook_signal[hit] = torch.lerp(self.codebook_signal[hit], means.to(self.codebook_signal.dtype),
+                                               1.0 - self.ema_decay)
