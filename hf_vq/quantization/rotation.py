@@ -35,12 +35,19 @@ def rotation_trick_gradient(e: torch.Tensor, q: torch.Tensor, grad: torch.Tensor
 
 
 def _rotate_back(e: torch.Tensor, q: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    e_norm = e.norm(dim=-1, keepdim=True)
-    q_norm = q.norm(dim=-1, keepdim=True)
-    e_hat = e / e_norm.clamp_min(EPS)
-    q_hat = q / q_norm.clamp_min(EPS)
-    r = torch.nn.functional.normalize(e_hat + q_hat, dim=-1, eps=EPS)
-    dot = lambda a, b: (a * b).sum(-1, keepdim=True)  # noqa: E731
-    rotated = g - 2 * r * dot(r, g) + 2 * e_hat * dot(q_hat, g)  # Rᵀg with R = I − 2rrᵀ + 2q̂êᵀ
+    # λRᵀg = λg + α_e·e + α_q·q: with r = (ê + q̂)/s, s² = 2 + 2ê·q̂ and t = 2(ê·g + q̂·g)/s²,
+    # λ(g − 2r(r·g) + 2ê(q̂·g)) = λg + λ(2q̂·g − t)/‖e‖·e − λt/‖q‖·q; five row dot products, one (n, D) output.
+    dot = torch.linalg.vecdot
+    e_norm, q_norm = dot(e, e).sqrt(), dot(q, q).sqrt()
     defined = (e_norm > EPS) & (q_norm > EPS)
-    return torch.where(defined, rotated * (q_norm / e_norm.clamp_min(EPS)), g)  # λ = ‖q‖/‖e‖
+    e_norm, q_norm = e_norm.clamp_min(EPS), q_norm.clamp_min(EPS)
+    cos = dot(e, q) / (e_norm * q_norm)
+    eg, qg = dot(e, g) / e_norm, dot(q, g) / q_norm             # ê·g, q̂·g
+    s2 = 2 + 2 * cos
+    t = torch.where(s2 > EPS**2, 2 * (eg + qg) / s2.clamp_min(EPS**2), 0.0)  # ê = −q̂: r = 0, R = I − 2êêᵀ
+    lam = torch.where(defined, q_norm / e_norm, 1.0)            # undefined rows: identity (straight-through)
+    alpha_e = torch.where(defined, lam * (2 * qg - t) / e_norm, 0.0)
+    alpha_q = torch.where(defined, -lam * t / q_norm, 0.0)
+    out = g * lam.unsqueeze(-1)
+    out.addcmul_(e, alpha_e.unsqueeze(-1))
+    return out.addcmul_(q, alpha_q.unsqueeze(-1))
