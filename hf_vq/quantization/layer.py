@@ -148,7 +148,7 @@ class VectorQuantizer(nn.Module):
             unchanged. Composes with every other option. Default False.
         codebook_parametrization: "direct" (default: c_signal is learned) or "simvq" (Zhu et al. 2024):
             c_signal is a frozen random basis and the codes are c = W·c_signal + b with one learnable D×D
-            map, i.e. the full learnable affine (affine="learnable", affine_covariance="full" are implied)
+            map, i.e. the full learnable affine (sets affine="learnable", affine_covariance="full"; "ema" raises)
             over a basis that takes no gradient. `fold_affine()` bakes W into plain codes for inference.
 
     Shapes: input (..., D) or (B, D, *spatial) with channel_first; any floating dtype (computation in
@@ -167,7 +167,13 @@ class VectorQuantizer(nn.Module):
                 setattr(self, name, value)
 
         # c_signal of eq 15 (the plain codebook when there is no affine).
-        self.codebook_signal = nn.Parameter(torch.empty(codebook_size, dim), requires_grad=self._signal_is_learned())
+        signal = torch.empty(codebook_size, dim)
+        if self.codebook_parametrization == "simvq":
+            # SimVQ's frozen basis is a buffer (same state_dict key): a loader that re-creates parameters
+            # (transformers' from_pretrained does) cannot make it trainable, and DDP sees no unused parameter.
+            self.register_buffer("codebook_signal", signal)
+        else:
+            self.codebook_signal = nn.Parameter(signal, requires_grad=self._signal_is_learned())
         self.affine = build_affine(self.options.affine, dim, self.affine_groups, self.affine_covariance,
                                    self.affine_lr_scale, self.affine_momentum)
         # Running state; all persistent so a checkpoint resumes the same LRU clock and init status.
@@ -269,11 +275,15 @@ class VectorQuantizer(nn.Module):
         inference needs no affine: the layer becomes `VectorQuantizer(dim, K, **self.options)` with these
         codes (codebook_parametrization="direct"). Outputs are unchanged. Returns self."""
         if self.affine is not None:
-            self.codebook_signal.copy_(self._raw_codebook())
+            codes = self._raw_codebook()
             self.affine = None
             self.options = dataclasses.replace(self.options, affine=None, codebook_parametrization="direct")
-            self.codebook_parametrization = "direct"
-            self.codebook_signal.requires_grad_(self._signal_is_learned())
+            if self.codebook_parametrization == "simvq":  # the frozen basis buffer becomes the plain codebook
+                del self._buffers["codebook_signal"]
+                self.codebook_parametrization = "direct"
+                self.codebook_signal = nn.Parameter(codes, requires_grad=self._signal_is_learned())
+            else:
+                self.codebook_signal.copy_(codes)
         return self
 
     def attach_optimizer(self, optimizer: torch.optim.Optimizer) -> None:

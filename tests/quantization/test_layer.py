@@ -363,7 +363,6 @@ BAD_ARGS = [
     (dict(codebook_parametrization="lora"), ValueError, "codebook_parametrization"),
     (dict(codebook_parametrization="simvq", codebook_update="ema"), ValueError, "codebook_update='gradient'"),
     (dict(codebook_parametrization="simvq", affine="ema"), ValueError, "affine='ema'"),
-    (dict(codebook_parametrization="simvq", affine="learnable"), ValueError, "affine_covariance='full'"),
 ]
 
 

@@ -21,7 +21,10 @@ def trained_simvq(steps: int = 5, **options) -> VectorQuantizer:
 def test_options_imply_the_full_learnable_affine():
     vq = VectorQuantizer(4, 16, codebook_parametrization="simvq")
     assert (vq.options.affine, vq.options.affine_covariance) == ("learnable", "full")
-    assert not vq.codebook_signal.requires_grad
+    # a model config's paper defaults (learnable diagonal affine) become SimVQ's full map
+    paper = VectorQuantizer(4, 16, codebook_parametrization="simvq", affine="learnable", affine_lr_scale=10.0)
+    assert (paper.options.affine, paper.options.affine_covariance) == ("learnable", "full")
+    assert not vq.codebook_signal.requires_grad and "codebook_signal" not in dict(vq.named_parameters())
     assert {id(p) for p in vq.codebook_parameters()} == {id(vq.affine.scale), id(vq.affine.bias)}
 
 
@@ -43,6 +46,7 @@ def test_fold_gives_plain_codes_with_identical_outputs():
     vq.fold_affine()
     after = vq(z)
     assert vq.affine is None and vq.options.codebook_parametrization == "direct" and vq.options.affine is None
+    assert vq.codebook_signal.requires_grad and vq.codebook_parametrization == "direct"  # a plain codebook again
     assert torch.equal(before.indices, after.indices)
     assert torch.allclose(before.quantized, after.quantized, atol=1e-6)
     assert torch.allclose(vq.codebook, codes, atol=1e-6)
@@ -57,4 +61,4 @@ def test_save_and_load_restore_basis_and_map():
     fresh.load_state_dict(vq.state_dict(), strict=True)
     z = torch.randn(20, 4)
     assert torch.equal(vq.eval()(z).quantized, fresh.eval()(z).quantized)
-    assert not fresh.codebook_signal.requires_grad
+    assert "codebook_signal" in dict(fresh.named_buffers())  # a buffer: no loader or optimizer can train it
