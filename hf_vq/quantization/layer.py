@@ -322,8 +322,9 @@ class VectorQuantizer(nn.Module):
             if training:
                 self._update_state(z_e.detach(), indices, counts)               # eq 11, A.12, LRU clocks
         perplexity, active_codes = histogram_perplexity(counts)
-        return QuantizerOutput(self._unflatten(z_q, index_shape, z.dtype), indices.view(index_shape),
-                               loss.float(), commitment.float(), perplexity, active_codes)
+        quantized = unflatten_features(z_q, index_shape, z.dtype, self.channel_first)
+        return QuantizerOutput(quantized, indices.view(index_shape), loss.float(), commitment.float(), perplexity,
+                               active_codes)
 
     def _straight_through(self, z: torch.Tensor, codebook: torch.Tensor, indices: torch.Tensor, inner: bool):
         """z_q = c[k] with ∂z_q/∂z_e = I (eq 7) or λR (rotation trick), loss = α·L_cmt (eqs 8–10), codebook
@@ -354,9 +355,6 @@ class VectorQuantizer(nn.Module):
                      "VectorQuantizer received NaN or Inf in its input during training; fix the upstream "
                      "activations (or pass check_finite=False to skip this check)")
         return flat, tuple(z.shape[:-1])
-
-    def _unflatten(self, z_q: torch.Tensor, index_shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
-        return unflatten_features(z_q, index_shape, dtype, self.channel_first)
 
     # ------------------------------------------------------------------ training-time state
     # ------------------------------------------------------------------ training-time state
