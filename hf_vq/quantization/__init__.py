@@ -1,6 +1,14 @@
-"""The vector-quantization layer and its parts: search, affine, replacement, k-means, alternation, metrics."""
+"""The vector-quantization layer and its parts: search, affine, replacement, k-means, alternation, metrics;
+residual and grouped quantizers made of it, and the registry of quantizer types that model configs name."""
 
 from .alternating import AlternatingOptimizer, end_step, find_quantizers
+from .composite import MultiCodebookOutput
+from .grouped import GroupedVectorQuantizer
 from .layer import QuantizerOutput, VectorQuantizer
+from .registry import build_quantizer, register_quantizer_type
+from .residual import ResidualVectorQuantizer
 
-__all__ = ["AlternatingOptimizer", "QuantizerOutput", "VectorQuantizer", "end_step", "find_quantizers"]
+__all__ = [
+    "AlternatingOptimizer", "GroupedVectorQuantizer", "MultiCodebookOutput", "QuantizerOutput", "ResidualVectorQuantizer",
+    "VectorQuantizer", "build_quantizer", "end_step", "find_quantizers", "register_quantizer_type",
+]

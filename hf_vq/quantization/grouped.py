@@ -60,19 +60,28 @@ class GroupedVectorQuantizer(nn.Module):
 
     def __init__(self, dim: int, codebook_size: int, channel_first: bool = False, **options):
         super().__init__()
+        self.options, settings = self.check_options(dim, codebook_size, channel_first, **options)
+        self.dim, self.codebook_size, self.channel_first = dim, codebook_size, channel_first
+        width = dim // self.options.num_groups
+        self.groups = nn.ModuleList(VectorQuantizer(width, codebook_size, channel_first=channel_first, **s)
+                                    for s in settings)
+
+    @staticmethod
+    def check_options(dim: int, codebook_size: int, channel_first: bool = False,
+                      **options) -> tuple[GroupOptions, list[dict[str, Any]]]:
+        """(the group options, each group's `VectorQuantizer` keyword arguments, α/G included), validated;
+        allocates nothing. Raises TypeError/ValueError naming the option."""
         own, shared = split_options(options, GroupOptions)
-        self.options = GroupOptions(**own)
-        groups = self.options.num_groups
+        own = GroupOptions(**own)
+        groups = own.num_groups
         check_count("dim", dim)
         _require(dim % groups == 0, f"num_groups={groups} must divide dim={dim} (each group quantizes dim/num_groups features)")
-        settings = member_settings(dim // groups, codebook_size, channel_first, shared, self.options.group_options,
-                                   groups, "group_options", "GroupedVectorQuantizer")
+        settings = member_settings(dim // groups, codebook_size, channel_first, shared, own.group_options, groups,
+                                   "group_options", "GroupedVectorQuantizer")
         alpha = QuantizerOptions.defaults()["commitment_weight"]
         for s in settings:
             s["commitment_weight"] = float(s.get("commitment_weight", alpha)) / groups  # Σ_g α/G·L_g = α·L (all features)
-        self.dim, self.codebook_size, self.channel_first = dim, codebook_size, channel_first
-        self.groups = nn.ModuleList(VectorQuantizer(dim // groups, codebook_size, channel_first=channel_first, **s)
-                                    for s in settings)
+        return own, settings
 
     @property
     def num_groups(self) -> int:

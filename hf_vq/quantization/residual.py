@@ -92,12 +92,19 @@ class ResidualVectorQuantizer(nn.Module):
 
     def __init__(self, dim: int, codebook_size: int, channel_first: bool = False, **options):
         super().__init__()
-        own, shared = split_options(options, ResidualOptions)
-        self.options = ResidualOptions(**own)
-        settings = member_settings(dim, codebook_size, channel_first, shared, self.options.level_options,
-                                   self.options.num_levels, "level_options", "ResidualVectorQuantizer")
+        self.options, settings = self.check_options(dim, codebook_size, channel_first, **options)
         self.dim, self.codebook_size, self.channel_first = dim, codebook_size, channel_first
         self.levels = nn.ModuleList(VectorQuantizer(dim, codebook_size, channel_first=channel_first, **s) for s in settings)
+
+    @staticmethod
+    def check_options(dim: int, codebook_size: int, channel_first: bool = False,
+                      **options) -> tuple[ResidualOptions, list[dict[str, Any]]]:
+        """(the residual options, each level's `VectorQuantizer` keyword arguments), validated; allocates
+        nothing. Raises TypeError/ValueError naming the option."""
+        own, shared = split_options(options, ResidualOptions)
+        own = ResidualOptions(**own)
+        return own, member_settings(dim, codebook_size, channel_first, shared, own.level_options, own.num_levels,
+                                    "level_options", "ResidualVectorQuantizer")
 
     @property
     def num_levels(self) -> int:
