@@ -2,13 +2,14 @@
 residual and grouped quantizers made of it, and the registry of quantizer types that model configs name."""
 
 from .alternating import AlternatingOptimizer, end_step, find_quantizers
-from .composite import MultiCodebookOutput
+from .composite import MultiCodebookOutput, MultiCodebookQuantizer, model_quantizers
 from .grouped import GroupedVectorQuantizer
 from .layer import QuantizerOutput, VectorQuantizer
 from .registry import build_quantizer, register_quantizer_type
 from .residual import ResidualVectorQuantizer
 
 __all__ = [
-    "AlternatingOptimizer", "GroupedVectorQuantizer", "MultiCodebookOutput", "QuantizerOutput", "ResidualVectorQuantizer",
-    "VectorQuantizer", "build_quantizer", "end_step", "find_quantizers", "register_quantizer_type",
+    "AlternatingOptimizer", "GroupedVectorQuantizer", "MultiCodebookOutput", "MultiCodebookQuantizer", "QuantizerOutput",
+    "ResidualVectorQuantizer", "VectorQuantizer", "build_quantizer", "end_step", "find_quantizers", "model_quantizers",
+    "register_quantizer_type",
 ]

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch import nn
 
-from .layer import QuantizerOutput
+from .layer import QuantizerOutput, VectorQuantizer
 from .options import QuantizerOptions, _require
 
 # Set by the composite itself for every member.
@@ -40,6 +41,34 @@ class MultiCodebookOutput(QuantizerOutput):
     codebook_commitment: torch.Tensor | None = None
     codebook_perplexity: torch.Tensor | None = None
     codebook_active_codes: torch.Tensor | None = None
+
+
+class MultiCodebookQuantizer(nn.Module):
+    """Base of the quantizers made of several `VectorQuantizer` members (`members()`, in index order)."""
+
+    def members(self) -> list[VectorQuantizer]:
+        raise NotImplementedError
+
+    def codebook_parameters(self) -> list[nn.Parameter]:
+        return [p for member in self.members() for p in member.codebook_parameters()]
+
+    @torch.no_grad()
+    def fold_affine(self) -> "MultiCodebookQuantizer":
+        """Bake each member's affine into plain codes (`VectorQuantizer.fold_affine`). Returns self."""
+        for member in self.members():
+            member.fold_affine()
+        return self
+
+
+def model_quantizers(module: nn.Module) -> list[nn.Module]:
+    """The quantizers a model calls: each `MultiCodebookQuantizer`, and each `VectorQuantizer` outside one
+    (`find_quantizers` lists the members instead)."""
+    found, inside = [], set()
+    for m in module.modules():
+        if id(m) not in inside and isinstance(m, (MultiCodebookQuantizer, VectorQuantizer)):
+            found.append(m)
+            inside.update(id(sub) for sub in m.modules())
+    return found
 
 
 def split_options(options: Mapping[str, Any], own: type) -> tuple[dict[str, Any], dict[str, Any]]:

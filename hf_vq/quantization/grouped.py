@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .composite import MultiCodebookOutput, check_count, combine, member_settings, split_options
+from .composite import MultiCodebookOutput, MultiCodebookQuantizer, check_count, combine, member_settings, split_options
 from .layer import VectorQuantizer
 from .options import QuantizerOptions, _require
 
@@ -43,7 +43,7 @@ class GroupOptions:
         return {f.name: f.default for f in dataclasses.fields(cls)}
 
 
-class GroupedVectorQuantizer(nn.Module):
+class GroupedVectorQuantizer(MultiCodebookQuantizer):
     """Group vector quantization: G `VectorQuantizer`s, one per contiguous slice of D/G features.
 
     Args:
@@ -90,8 +90,8 @@ class GroupedVectorQuantizer(nn.Module):
     def extra_repr(self) -> str:
         return f"dim={self.dim}, codebook_size={self.codebook_size}, num_groups={self.num_groups}"
 
-    def codebook_parameters(self) -> list[nn.Parameter]:
-        return [p for group in self.groups for p in group.codebook_parameters()]
+    def members(self) -> list[VectorQuantizer]:
+        return list(self.groups)
 
     def forward(self, z: torch.Tensor) -> MultiCodebookOutput:
         axis = 1 if self.channel_first else -1
@@ -115,10 +115,3 @@ class GroupedVectorQuantizer(nn.Module):
                          dim=1 if self.channel_first else -1)
 
     lookup = get_codes  # VectorQuantizer's name, so models decode indices of any quantizer alike
-
-    @torch.no_grad()
-    def fold_affine(self) -> "GroupedVectorQuantizer":
-        """Bake each group's affine into plain codes (`VectorQuantizer.fold_affine`). Returns self."""
-        for group in self.groups:
-            group.fold_affine()
-        return self

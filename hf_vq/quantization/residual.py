@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .composite import MultiCodebookOutput, check_count, combine, member_settings, split_options
+from .composite import MultiCodebookOutput, MultiCodebookQuantizer, check_count, combine, member_settings, split_options
 from .layer import VectorQuantizer
 from .options import _require
 
@@ -75,7 +75,7 @@ class ResidualOptions:
         return {f.name: f.default for f in dataclasses.fields(cls)}
 
 
-class ResidualVectorQuantizer(nn.Module):
+class ResidualVectorQuantizer(MultiCodebookQuantizer):
     """Residual vector quantization: Q `VectorQuantizer` levels, each quantizing what the previous left.
 
     Args:
@@ -114,8 +114,8 @@ class ResidualVectorQuantizer(nn.Module):
         return (f"dim={self.dim}, codebook_size={self.codebook_size}, num_levels={self.num_levels}, "
                 f"quantizer_dropout={self.options.quantizer_dropout}, min_levels={self.options.min_levels}")
 
-    def codebook_parameters(self) -> list[nn.Parameter]:
-        return [p for level in self.levels for p in level.codebook_parameters()]
+    def members(self) -> list[VectorQuantizer]:
+        return list(self.levels)
 
     def levels_to_use(self, num_levels: int | None = None) -> int:
         """n for the next forward: `num_levels`, else with quantizer dropout in training a draw from
@@ -158,10 +158,3 @@ class ResidualVectorQuantizer(nn.Module):
         return sum(level.lookup(indices[..., q]) for q, level in enumerate(self.levels[: indices.shape[-1]]))
 
     lookup = get_codes  # VectorQuantizer's name, so models decode indices of any quantizer alike
-
-    @torch.no_grad()
-    def fold_affine(self) -> "ResidualVectorQuantizer":
-        """Bake each level's affine into plain codes (`VectorQuantizer.fold_affine`). Returns self."""
-        for level in self.levels:
-            level.fold_affine()
-        return self

@@ -232,3 +232,23 @@ def test_training_loop_trains_a_residual_vqvae_from_its_config(tmp_path):
     assert [int(level.num_steps) for level in levels] == [3, 3, 3]  # one LRU step per optimizer step, every level
     assert all(not level.step_on_forward for level in levels)
     assert run.facts["steps"] == 3 and {"mse", "perplexity", "active_codes"} <= set(run.metrics)
+    # evaluation counts each level's codes in its own histogram: 5 test images × 8×8 latents × 3 levels
+    assert sum(run.metrics["code_histogram"]) == 5 * 64 * 3 and 1 <= run.metrics["perplexity"] <= 8
+
+
+def test_vq_vit_builds_a_grouped_quantizer_and_reloads_it(tmp_path):
+    from hf_vq import VQViTConfig, VQViTForImageClassification
+
+    torch.manual_seed(0)
+    config = VQViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=64, num_labels=3, quantizer={"type": "group", "codebook_size": 16,
+                                                                        "num_groups": 4})
+    model = VQViTForImageClassification(config)
+    model.train()(torch.randn(4, 3, 32, 32))
+    model.eval().save_pretrained(tmp_path)
+    pixels = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected, out = model(pixels), VQViTForImageClassification.from_pretrained(tmp_path).eval()(pixels)
+    assert isinstance(model.quantizer, GroupedVectorQuantizer)
+    assert out.codebook_indices.shape == (2, 17, 4) and torch.equal(out.codebook_indices, expected.codebook_indices)
+    assert torch.equal(out.logits, expected.logits)
