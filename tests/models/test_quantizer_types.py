@@ -25,8 +25,8 @@ from hf_vq import (
 from hf_vq.quantization import find_quantizers
 
 from . import single_threaded  # noqa: F401  (autouse fixture)
+from .test_vq_vae import TINY, train_a_little
 
-TINY = dict(image_size=16, block_out_channels=[32, 32], layers_per_block=1, latent_channels=8, norm_num_groups=8)
 TYPES = {
     "vq": {"codebook_size": 16},
     "residual": {"type": "residual", "codebook_size": 16, "num_levels": 3, "quantizer_dropout": True,
@@ -35,16 +35,10 @@ TYPES = {
 }
 
 
-def model_of(quantizer: dict, seed: int = 0, steps: int = 3) -> VQVAEModel:
+def model_of(quantizer: dict, steps: int = 3) -> VQVAEModel:
     """A tiny VQ-VAE trained a few steps, so affines, EMA statistics and LRU clocks hold non-initial values."""
-    torch.manual_seed(seed)
-    model = VQVAEModel(VQVAEConfig(**TINY, quantizer=quantizer)).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(steps):
-        model(torch.rand(4, 3, 16, 16) * 2 - 1).loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-    return model.eval()
+    torch.manual_seed(0)
+    return train_a_little(VQVAEModel(VQVAEConfig(**TINY, quantizer=quantizer)), steps=steps)
 
 
 @pytest.fixture
