@@ -105,9 +105,10 @@ def member_settings(dim: int, codebook_size: int, channel_first: bool, shared: M
     return settings
 
 
-def check_count(name: str, value: Any, at_least: int = 1) -> None:
+def check_count(name: str, value: Any) -> None:
+    """TypeError/ValueError unless `value` is an int >= 1."""
     _require(isinstance(value, int) and not isinstance(value, bool), f"{name} must be an int, got {value!r}", TypeError)
-    _require(value >= at_least, f"{name} must be >= {at_least}, got {value}")
+    _require(value >= 1, f"{name} must be >= 1, got {value}")
 
 
 def combine(quantized: torch.Tensor, indices: torch.Tensor, loss: torch.Tensor, commitment: torch.Tensor,

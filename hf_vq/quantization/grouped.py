@@ -10,7 +10,6 @@ that mean over all features.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,10 +36,6 @@ class GroupOptions:
 
     def __post_init__(self) -> None:
         check_count("num_groups", self.num_groups)
-
-    @classmethod
-    def defaults(cls) -> dict[str, Any]:
-        return {f.name: f.default for f in dataclasses.fields(cls)}
 
 
 class GroupedVectorQuantizer(MultiCodebookQuantizer):

@@ -53,18 +53,12 @@ def _check_vq(dim: int, channel_first: bool, options: dict[str, Any]) -> None:
     QuantizerOptions(dim, channel_first=channel_first, **options)
 
 
-def _check_composite(cls: type[nn.Module]) -> Callable[[int, bool, dict[str, Any]], None]:
-    def check(dim: int, channel_first: bool, options: dict[str, Any]) -> None:
-        cls.check_options(dim, channel_first=channel_first, **options)
-    return check
-
-
 QUANTIZER_TYPES: dict[str, QuantizerType] = {
     "vq": QuantizerType(VectorQuantizer, (QuantizerOptions,), _check_vq),
     "residual": QuantizerType(ResidualVectorQuantizer, (QuantizerOptions, ResidualOptions),
-                              _check_composite(ResidualVectorQuantizer)),
+                              lambda dim, cf, options: ResidualVectorQuantizer.check_options(dim, channel_first=cf, **options)),
     "group": QuantizerType(GroupedVectorQuantizer, (QuantizerOptions, GroupOptions),
-                           _check_composite(GroupedVectorQuantizer)),
+                           lambda dim, cf, options: GroupedVectorQuantizer.check_options(dim, channel_first=cf, **options)),
 }
 
 

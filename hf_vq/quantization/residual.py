@@ -30,7 +30,6 @@ Choices where the papers are silent or differ:
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,10 +68,6 @@ class ResidualOptions:
         check_count("min_levels", self.min_levels)
         _require(self.min_levels <= self.num_levels,
                  f"min_levels must be <= num_levels={self.num_levels}, got {self.min_levels}")
-
-    @classmethod
-    def defaults(cls) -> dict[str, Any]:
-        return {f.name: f.default for f in dataclasses.fields(cls)}
 
 
 class ResidualVectorQuantizer(MultiCodebookQuantizer):
