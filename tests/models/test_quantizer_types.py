@@ -78,6 +78,9 @@ def test_bad_settings_name_the_field():
     config = VQVAEConfig(**TINY, quantizer=TYPES["residual"])
     with pytest.raises(ValueError, match="assign a new dict"):
         config.quantizer["type"] = "group"
+    newer = {**VQVAEConfig(**TINY).to_dict(), "hf_vq_version": "99.0", "quantizer": {"type": "fsq", "levels": [8, 5]}}
+    with pytest.raises(ValueError, match=r"saved by hf_vq 99.0.*sets quantizer.type='fsq'"):
+        VQVAEConfig.from_dict(newer)  # a type a newer release registered: upgrade, never a silent other model
     config.quantizer["num_levels"] = 2  # an option of its own type
     with pytest.raises(ValueError, match="min_levels must be <= num_levels=1"):
         config.quantizer = {**config.quantizer, "num_levels": 1, "min_levels": 2}
