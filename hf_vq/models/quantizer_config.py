@@ -55,7 +55,7 @@ class QuantizerConfig(dict):
         full = {TYPE_KEY: kind, **spec.defaults()}
         full.update({k: v for k, v in (defaults or {}).items() if k in full and k != TYPE_KEY})
         full.update(given)
-        if full.get("codebook_size") is None:
+        if "codebook_size" in full and full["codebook_size"] is None:  # implicit for codebook-free types
             raise ValueError("quantizer.codebook_size is required (the number of codes K)")
         super().update(full)
 
