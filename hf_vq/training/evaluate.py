@@ -20,18 +20,21 @@ import torch
 from torch import nn
 
 from .. import metrics
-from ..quantization import find_quantizers
+from ..quantization import find_quantizers, model_quantizers
 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader, accelerator, task, mean: list[float], std: list[float]) -> dict:
     """Metrics of `model` on `loader` (an Accelerate-prepared test loader) for `task` (a `tasks.Task`).
     `mean`/`std` (per channel) map the model's pixels back to [0, 1]. Returns plain floats plus
-    "code_histogram" (a list of K ints). Every rank must call it (it gathers)."""
+    "code_histogram" (a list of K ints). Every rank must call it (it gathers). A residual or grouped quantizer's
+    M codebooks: the quantization error is its output's, perplexity and active codes are the means over the
+    codebooks (as its forward reports them), "code_histogram" sums the M histograms."""
     was_training = model.training
     model.eval()
     quantizers = find_quantizers(model)
     codebook_size = quantizers[0].codebook_size
+    codebooks = len(find_quantizers(model_quantizers(model)[0]))  # M: the indices' trailing axis when > 1
     errors = []  # per quantizer call of the batch: (B,) quantization error per example
 
     def capture(module, args, output) -> None:
@@ -40,8 +43,8 @@ def evaluate(model: nn.Module, loader, accelerator, task, mean: list[float], std
         per_vector = 0.5 * (z_e - z_q).pow(2).sum(1 if module.channel_first else -1)
         errors.append(per_vector.reshape(per_vector.shape[0], -1).mean(1))
 
-    handles = [vq.register_forward_hook(capture) for vq in quantizers]
-    histogram = torch.zeros(codebook_size, dtype=torch.long)
+    handles = [vq.register_forward_hook(capture) for vq in model_quantizers(model)]
+    histogram = torch.zeros(codebooks, codebook_size, dtype=torch.long)
     mean_t = torch.tensor(mean, dtype=torch.float32, device=accelerator.device).view(1, -1, 1, 1)
     std_t = torch.tensor(std, dtype=torch.float32, device=accelerator.device).view(1, -1, 1, 1)
     sums, count = {}, 0
@@ -57,8 +60,10 @@ def evaluate(model: nn.Module, loader, accelerator, task, mean: list[float], std
                 "quantization_error": torch.stack(errors).mean(0),
                 "loss": out.loss.float().expand(b),
             }
-            per_example, codes = accelerator.gather_for_metrics((per_example, out.codebook_indices.reshape(b, -1)))
-            histogram += metrics.code_histogram(codes.cpu(), codebook_size)
+            codes = out.codebook_indices.reshape(b, -1, codebooks)
+            per_example, codes = accelerator.gather_for_metrics((per_example, codes))
+            for m in range(codebooks):
+                histogram[m] += metrics.code_histogram(codes[..., m].cpu(), codebook_size)
             for name, values in per_example.items():
                 sums[name] = sums.get(name, 0.0) + float(values.double().sum())
             count += codes.shape[0]
@@ -71,15 +76,15 @@ def evaluate(model: nn.Module, loader, accelerator, task, mean: list[float], std
     means = {name: total / max(1, count) for name, total in sums.items()}
     shared = {name: means.pop(name) for name in ("quantization_error", "loss")}
     # perplexity / active codes of the split's histogram (hf_vq.metrics on the expanded histogram's indices)
-    all_codes = torch.repeat_interleave(torch.arange(codebook_size), histogram)
+    all_codes = [torch.repeat_interleave(torch.arange(codebook_size), h) for h in histogram]
     return {
         **task.summarize(means),
-        "perplexity": metrics.perplexity(all_codes, codebook_size),
-        "active_codes": metrics.active_codes(all_codes, codebook_size),
+        "perplexity": sum(metrics.perplexity(c, codebook_size) for c in all_codes) / codebooks,
+        "active_codes": sum(metrics.active_codes(c, codebook_size) for c in all_codes) / codebooks,
         **shared,
         **metrics.collapse_diagnostics(quantizers[0], z_e.vectors()),
         "num_examples": count,
-        "code_histogram": histogram.tolist(),
+        "code_histogram": histogram.sum(0).tolist(),
     }
 
 
