@@ -25,6 +25,7 @@ import torch
 
 from ..metrics import gradient_gap
 from ..quantization import find_quantizers
+from ..quantization.registry import quantizer_type
 from ..training import TASKS, Callback, PreparedData, train
 from ..training.config import EvalConfig, LoggingConfig, RunConfig, TrainConfig
 from .peers import peer_model
@@ -90,7 +91,7 @@ GAP_ROWS = [("joint", {}), ("alternated", {"optimization": "alternated"})]
 # K = 512 codes, i.e. 9 bits per latent for every row (FSQ 8·8·8 = 512 grid points, LFQ 2^9, residual VQ 3 levels
 # of 8 codes); same steps, schedule, α and seeds for all. (row name, variant) — `variant["quantizer"]` is merged
 # into the quantizer settings as is; `variant["peer"]` swaps in another library's layer (ablations.PEER_MODELS).
-FRONTIER_CODES = 512
+CODEBOOK_FREE = ("fsq", "lfq")
 ROTATION = {"quantizer": {"rotation_trick": True}}
 FRONTIER_ROWS = [
     ("VQ (baseline)", {}),
@@ -101,9 +102,9 @@ FRONTIER_ROWS = [
     ("SimVQ", {"quantizer": {"codebook_parametrization": "simvq"}}),
     ("FSQ 8·8·8", {"quantizer": {"type": "fsq", "levels": [8, 8, 8]}}),
     ("LFQ 2^9", {"quantizer": {"type": "lfq"}}),
-    ("residual VQ, 3 × 8 codes", {"quantizer": {"type": "residual", "num_quantizers": 3, "codebook_size": 8}}),
+    ("residual VQ, 3 × 8 codes", {"quantizer": {"type": "residual", "num_levels": 3, "codebook_size": 8}}),
     ("residual VQ, 3 × 8 codes + Affine + OPT + replace",
-     {**AFFINE, **OPT, **REPLACE, "quantizer": {"type": "residual", "num_quantizers": 3, "codebook_size": 8}}),
+     {**AFFINE, **OPT, **REPLACE, "quantizer": {"type": "residual", "num_levels": 3, "codebook_size": 8}}),
     # the cross-check pair (colour patches only): vector-quantize-pytorch's loss weighs both halves alike (β = 0.5)
     ("rotation trick, β = 0.5", {"quantizer": {"rotation_trick": True, "beta": 0.5}}),
     ("rotation trick, β = 0.5 (vector-quantize-pytorch 1.x)", {"peer": "vqp_rotation", "quantizer": {"beta": 0.5}}),
@@ -211,6 +212,10 @@ def make_spec(settings: dict, *, table: str, row: str, dataset: str, task: str, 
     if variant.get("distance"):
         q["distance"] = variant["distance"]
     q.update(variant.get("quantizer", {}))
+    if q.get("type") in CODEBOOK_FREE:  # the codebook-free rows take their papers' settings; only K is shared
+        own = quantizer_type(q["type"]).option_names()
+        q = {"type": q["type"], **({"codebook_size": q["codebook_size"]} if "codebook_size" in own else {}),
+             **variant["quantizer"]}
     train = dict(block["train"])
     train["optimization"] = variant.get("optimization", "joint")
     stochastic = block["stochastic_tau"] if variant.get("stochastic") else None
@@ -366,7 +371,7 @@ def run_one(spec: dict) -> dict:
 
 
 __all__ = [
-    "DIAG_ROWS", "FRONTIER_CODES", "FRONTIER_CROSS_CHECK", "FRONTIER_ROWS", "GAP_ROWS", "NU_ROWS", "TABLE1_ROWS", "TABLE2_ROWS", "TABLE3_ROWS", "TABLE3_SECOND_DATASET",
+    "DIAG_ROWS", "FRONTIER_CROSS_CHECK", "FRONTIER_ROWS", "GAP_ROWS", "NU_ROWS", "TABLE1_ROWS", "TABLE2_ROWS", "TABLE3_ROWS", "TABLE3_SECOND_DATASET",
     "PermutationBatches", "RunCurves",
     "TensorImages", "estimated_cost", "make_spec", "prepare_data", "run_config", "run_data", "run_one", "spec_key",
     "to_pixels",

@@ -13,10 +13,10 @@ import torch
 from torch import nn
 
 from ..models import VQVAEConfig, VQVAEModel
-from ..quantization.layer import QuantizerOutput, histogram_perplexity
+from ..quantization.base import Quantizer, QuantizerOutput, histogram_perplexity
 
 
-class VQPRotationTrick(nn.Module):
+class VQPRotationTrick(Quantizer):
     """vector-quantize-pytorch's `VectorQuantize` (rotation trick, learnable codebook) with our output contract.
 
     Args:
@@ -38,6 +38,9 @@ class VQPRotationTrick(nn.Module):
 
     def codebook_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.peer.parameters() if p.requires_grad]
+
+    def get_codes(self, indices: torch.Tensor) -> torch.Tensor:
+        return self.peer.get_codes_from_indices(indices).movedim(-1, 1)
 
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
         tokens = z.movedim(1, -1)  # (B, *spatial, D)

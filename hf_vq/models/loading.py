@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from ..quantization.composite import model_quantizers
+from ..quantization.base import model_quantizers
 from ..quantization.layer import VectorQuantizer
 
 # A member of a residual/grouped quantizer in a state-dict key: `quantizer.levels.2.codebook_signal`.

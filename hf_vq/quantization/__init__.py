@@ -3,7 +3,8 @@ residual and grouped quantizers made of it, the codebook-free siblings with the 
 LFQ), and the registry of quantizer types that model configs name."""
 
 from .alternating import AlternatingOptimizer, end_step, find_quantizers
-from .composite import MultiCodebookOutput, MultiCodebookQuantizer, model_quantizers
+from .base import Quantizer, model_quantizers
+from .composite import MultiCodebookOutput, MultiCodebookQuantizer
 from .fsq import FiniteScalarQuantizer
 from .grouped import GroupedVectorQuantizer
 from .layer import QuantizerOutput, VectorQuantizer
@@ -13,6 +14,7 @@ from .residual import ResidualVectorQuantizer
 
 __all__ = [
     "AlternatingOptimizer", "FiniteScalarQuantizer", "GroupedVectorQuantizer", "LookupFreeQuantizer",
-    "MultiCodebookOutput", "MultiCodebookQuantizer", "QuantizerOutput", "ResidualVectorQuantizer", "VectorQuantizer",
+    "MultiCodebookOutput", "MultiCodebookQuantizer", "Quantizer", "QuantizerOutput", "ResidualVectorQuantizer",
+    "VectorQuantizer",
     "build_quantizer", "end_step", "find_quantizers", "model_quantizers", "register_quantizer_type",
 ]

@@ -17,7 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .layer import QuantizerOutput, VectorQuantizer
+from .base import Quantizer, QuantizerOutput
+from .layer import VectorQuantizer
 from .options import QuantizerOptions, _require
 
 # Set by the composite itself for every member.
@@ -43,7 +44,7 @@ class MultiCodebookOutput(QuantizerOutput):
     codebook_active_codes: torch.Tensor | None = None
 
 
-class MultiCodebookQuantizer(nn.Module):
+class MultiCodebookQuantizer(Quantizer):
     """Base of the quantizers made of several `VectorQuantizer` members (`members()`, in index order)."""
 
     def members(self) -> list[VectorQuantizer]:
@@ -53,22 +54,11 @@ class MultiCodebookQuantizer(nn.Module):
         return [p for member in self.members() for p in member.codebook_parameters()]
 
     @torch.no_grad()
-    def fold_affine(self) -> "MultiCodebookQuantizer":
+    def fold_affine(self) -> MultiCodebookQuantizer:
         """Bake each member's affine into plain codes (`VectorQuantizer.fold_affine`). Returns self."""
         for member in self.members():
             member.fold_affine()
         return self
-
-
-def model_quantizers(module: nn.Module) -> list[nn.Module]:
-    """The quantizers a model calls: each `MultiCodebookQuantizer`, and each `VectorQuantizer` outside one
-    (`find_quantizers` lists the members instead)."""
-    found, inside = [], set()
-    for m in module.modules():
-        if id(m) not in inside and isinstance(m, (MultiCodebookQuantizer, VectorQuantizer)):
-            found.append(m)
-            inside.update(id(sub) for sub in m.modules())
-    return found
 
 
 def split_options(options: Mapping[str, Any], own: type) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -95,7 +85,8 @@ def member_settings(dim: int, codebook_size: int, channel_first: bool, shared: M
         fixed = sorted(set(override) & set(MEMBER_DECIDED))
         _require(not fixed, f"{field}[{i}] sets {fixed}, which the {owner} sets for every member; remove them")
         unknown = sorted(set(override) - set(valid))
-        _require(not unknown, f"{field}[{i}] has unknown option(s) {unknown}; valid: {', '.join(sorted(valid))}", TypeError)
+        _require(not unknown, f"{field}[{i}] has unknown option(s) {unknown}; valid: {', '.join(sorted(valid))}",
+                 TypeError)
         merged = {**shared, **override}
         try:
             QuantizerOptions(dim, codebook_size, channel_first=channel_first, **merged)
@@ -107,7 +98,8 @@ def member_settings(dim: int, codebook_size: int, channel_first: bool, shared: M
 
 def check_count(name: str, value: Any) -> None:
     """TypeError/ValueError unless `value` is an int >= 1."""
-    _require(isinstance(value, int) and not isinstance(value, bool), f"{name} must be an int, got {value!r}", TypeError)
+    _require(isinstance(value, int) and not isinstance(value, bool), f"{name} must be an int, got {value!r}",
+             TypeError)
     _require(value >= 1, f"{name} must be >= 1, got {value}")
 
 

@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layer import QuantizerOutput, check_features, check_indices, histogram_perplexity, unflatten_features
+from .base import Quantizer, QuantizerOutput, histogram_perplexity
+from .layer import check_features, check_indices, unflatten_features
 from .options import _is_int, _require
 
 BOUND_EPS = 1e-3  # A.1's ε: tanh's range shrinks by it, so the extreme levels stay strictly inside
@@ -67,7 +68,7 @@ class FSQOptions:
         return [f.name for f in dataclasses.fields(cls)]
 
 
-class FiniteScalarQuantizer(nn.Module):
+class FiniteScalarQuantizer(Quantizer):
     """Finite scalar quantization with the `VectorQuantizer` output contract.
 
     Args:
@@ -92,10 +93,6 @@ class FiniteScalarQuantizer(nn.Module):
         self.options = FSQOptions(dim, levels, **options)
         self.dim, self.levels, self.channel_first = dim, self.options.levels, self.options.channel_first
         self.codebook_size = math.prod(self.levels)
-        levels_t = torch.tensor(self.levels, dtype=torch.long)
-        self.register_buffer("_levels", levels_t, persistent=False)
-        basis = torch.cumprod(torch.cat([levels_t.new_ones(1), levels_t[:-1]]), 0)  # Π_{j<i} L_j
-        self.register_buffer("_basis", basis, persistent=False)
         d, bias = len(self.levels), self.options.projection_bias
         self.project_in = nn.Linear(dim, d, bias=bias) if dim != d else None
         self.project_out = nn.Linear(d, dim, bias=bias) if dim != d else None
@@ -104,28 +101,35 @@ class FiniteScalarQuantizer(nn.Module):
         return f"dim={self.dim}, levels={list(self.levels)}, codebook_size={self.codebook_size}"
 
     # ------------------------------------------------------------------ the grid
-    def _half_width(self, dtype: torch.dtype) -> torch.Tensor:
-        return (self._levels // 2).to(dtype)
+    def _radix(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(L_i, Π_{j<i} L_j) as int64 tensors on `device`. Built per call rather than kept as buffers: a model
+        that transformers builds on the meta device (from_pretrained) leaves non-persistent buffers unfilled."""
+        levels = torch.tensor(self.levels, dtype=torch.long, device=device)
+        return levels, torch.cumprod(torch.cat([levels.new_ones(1), levels[:-1]]), 0)
+
+    def _half_width(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        return (self._radix(device)[0] // 2).to(dtype)
 
     def bound(self, z: torch.Tensor) -> torch.Tensor:
         """z_b = tanh(z + shift)·h − offset, in (−⌊L/2⌋ − ½, ⌊L/2⌋ + ½) per channel; z_b(0) = 0."""
-        levels = self._levels.to(z.dtype)
+        levels_int = self._radix(z.device)[0]
+        levels = levels_int.to(z.dtype)
         half = (levels - 1) * (1 - BOUND_EPS) / 2
-        offset = (1 - self._levels % 2).to(z.dtype) * 0.5  # the half-level offset of even levels
+        offset = (1 - levels_int % 2).to(z.dtype) * 0.5  # the half-level offset of even levels
         shift = torch.atanh(offset / half)
         return torch.tanh(z + shift) * half - offset
 
     def codes_to_indices(self, codes: torch.Tensor) -> torch.Tensor:
         """(..., d) grid codes (before the out projection) → (...) int64 indices (mixed radix)."""
-        half = self._half_width(codes.dtype)
-        digits = torch.round(codes * half).long() + self._levels // 2
-        return (digits * self._basis).sum(-1)
+        levels, basis = self._radix(codes.device)
+        digits = torch.round(codes * (levels // 2).to(codes.dtype)).long() + levels // 2
+        return (digits * basis).sum(-1)
 
     def indices_to_grid(self, indices: torch.Tensor) -> torch.Tensor:
         """(...) int indices → (..., d) fp32 grid codes (before the out projection)."""
-        digits = (indices.long().unsqueeze(-1) // self._basis) % self._levels
-        half = self._half_width(torch.float32)
-        return (digits - self._levels // 2).float() / half
+        levels, basis = self._radix(indices.device)
+        digits = (indices.long().unsqueeze(-1) // basis) % levels
+        return (digits - levels // 2).float() / (levels // 2).float()
 
     def get_codes(self, indices: torch.Tensor) -> torch.Tensor:
         """The vectors `quantized` holds for int `indices`: (...) → (..., D), or (B, *S) → (B, D, *S) with
@@ -140,8 +144,8 @@ class FiniteScalarQuantizer(nn.Module):
     def codebook(self) -> torch.Tensor:
         """(K, D) all implicit codes, in index order, as `quantized` holds them. Detached."""
         with torch.no_grad():
-            return project(self.indices_to_grid(torch.arange(self.codebook_size, device=self._levels.device)),
-                                 self.project_out)
+            device = self.project_out.weight.device if self.project_out is not None else None
+            return project(self.indices_to_grid(torch.arange(self.codebook_size, device=device)), self.project_out)
 
     # ------------------------------------------------------------------ forward
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
@@ -152,7 +156,7 @@ class FiniteScalarQuantizer(nn.Module):
         with torch.autocast(device_type=z.device.type, enabled=False):
             h = project(x.reshape(-1, self.dim).to(compute), self.project_in)
             bounded = self.bound(h)
-            half = self._half_width(compute)
+            half = self._half_width(compute, h.device)
             rounded = torch.round(bounded)
             grid = (rounded + (bounded - bounded.detach())) / half     # round with straight-through; value exact
             indices = self.codes_to_indices(rounded.detach() / half)

@@ -16,7 +16,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from .composite import MultiCodebookOutput, MultiCodebookQuantizer, check_count, combine, member_settings, split_options
+from .composite import (
+    MultiCodebookOutput,
+    MultiCodebookQuantizer,
+    check_count,
+    combine,
+    member_settings,
+    split_options,
+)
 from .layer import VectorQuantizer
 from .options import QuantizerOptions, _require
 
@@ -70,12 +77,14 @@ class GroupedVectorQuantizer(MultiCodebookQuantizer):
         own = GroupOptions(**own)
         groups = own.num_groups
         check_count("dim", dim)
-        _require(dim % groups == 0, f"num_groups={groups} must divide dim={dim} (each group quantizes dim/num_groups features)")
+        _require(dim % groups == 0,
+                 f"num_groups={groups} must divide dim={dim} (each group quantizes dim/num_groups features)")
         settings = member_settings(dim // groups, codebook_size, channel_first, shared, own.group_options, groups,
                                    "group_options", "GroupedVectorQuantizer")
         alpha = QuantizerOptions.defaults()["commitment_weight"]
         for s in settings:
-            s["commitment_weight"] = float(s.get("commitment_weight", alpha)) / groups  # Σ_g α/G·L_g = α·L (all features)
+            # Σ_g α/G·L_g = α·L over all features
+            s["commitment_weight"] = float(s.get("commitment_weight", alpha)) / groups
         return own, settings
 
     @property

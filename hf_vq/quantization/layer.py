@@ -17,57 +17,19 @@ import dataclasses
 import math
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .affine import EMAAffine, LearnableAffine, apply_affine, build_affine, invert_affine
+from .base import Quantizer, QuantizerOutput, histogram_perplexity
 from .distributed import all_gather_rows, all_reduce_sum, broadcast, is_distributed
 from .kmeans import kmeans
 from .options import QuantizerOptions, _require
 from .replacement import OptimizerStateResetter, sample_replacements, update_idle_steps
 from .search import nearest_code
 from .straight_through import straight_through
-
-
-@dataclass
-class QuantizerOutput:
-    """Output of `VectorQuantizer.forward`.
-
-    Attributes:
-        quantized: z_q, same shape and dtype as the input; its value is the selected code vectors and its
-            gradient is the straight-through estimate (eq 7), plus ν·g to the codebook (eq 21).
-        indices: int64 code indices, the input's shape without the feature axis.
-        loss: α·L_cmt (eq 10), fp32 scalar; add it to the task loss.
-        commitment: L_cmt = mean over all elements of (z_e − z_q)² (eqs 8–9 with A.1's mean-squared
-            error), fp32 scalar, no gradient.
-        perplexity: 2^H of the batch's code histogram (§5.1), fp32 scalar.
-        active_codes: fraction of the K codes selected at least once in the batch (Table 1's "Active"),
-            fp32 scalar.
-    """
-
-    quantized: torch.Tensor
-    indices: torch.Tensor
-    loss: torch.Tensor
-    commitment: torch.Tensor
-    perplexity: torch.Tensor
-    active_codes: torch.Tensor
-
-    @property
-    def usage(self) -> torch.Tensor:
-        """Deprecated alias of `active_codes` (removed in 0.3)."""
-        warnings.warn("QuantizerOutput.usage is deprecated; use .active_codes", FutureWarning, stacklevel=2)
-        return self.active_codes
-
-
-def histogram_perplexity(counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(perplexity 2^H(p), active codes: fraction of codes used) of a (K,) code histogram."""
-    counts = counts.float()
-    probs = counts / counts.sum().clamp_min(1)
-    entropy = -(probs * torch.log(probs.clamp_min(1e-12))).sum()  # nats; 2^H(bits) = e^H(nats)
-    return entropy.exp(), (counts > 0).float().mean()
 
 
 def check_features(z: torch.Tensor, dim: int, channel_first: bool, owner: str) -> None:
@@ -105,7 +67,7 @@ def check_indices(indices: torch.Tensor, codebook_size: int) -> None:
                  f"indices must lie in [0, {codebook_size}), got range [{low}, {high}]")
 
 
-class VectorQuantizer(nn.Module):
+class VectorQuantizer(Quantizer):
     """Vector quantization layer with the techniques of *Straightening Out the Straight-Through Estimator*.
 
     Args:

@@ -25,8 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .base import Quantizer, QuantizerOutput, histogram_perplexity
 from .fsq import project
-from .layer import QuantizerOutput, check_features, check_indices, histogram_perplexity, unflatten_features
+from .layer import check_features, check_indices, unflatten_features
 from .options import _is_int, _is_number, _require
 
 
@@ -86,7 +87,7 @@ def entropy_terms(z: torch.Tensor, bits: torch.Tensor, temperature: float) -> tu
     return per_sample, batch
 
 
-class LookupFreeQuantizer(nn.Module):
+class LookupFreeQuantizer(Quantizer):
     """Lookup-free quantization with the `VectorQuantizer` output contract.
 
     Args:
@@ -112,7 +113,6 @@ class LookupFreeQuantizer(nn.Module):
         self.options = LFQOptions(dim, codebook_size, **options)
         self.dim, self.codebook_size, self.channel_first = dim, codebook_size, self.options.channel_first
         self.bits = codebook_size.bit_length() - 1
-        self.register_buffer("_powers", 2 ** torch.arange(self.bits), persistent=False)
         bias = self.options.projection_bias
         self.project_in = nn.Linear(dim, self.bits, bias=bias) if dim != self.bits else None
         self.project_out = nn.Linear(self.bits, dim, bias=bias) if dim != self.bits else None
@@ -120,9 +120,14 @@ class LookupFreeQuantizer(nn.Module):
     def extra_repr(self) -> str:
         return f"dim={self.dim}, codebook_size={self.codebook_size}, bits={self.bits}"
 
+    def _powers(self, device: torch.device) -> torch.Tensor:
+        """2^i of each bit, int64 on `device` (per call, not a buffer: a model that transformers builds on the meta
+        device leaves non-persistent buffers unfilled)."""
+        return 2 ** torch.arange(self.bits, device=device)
+
     def _bit_table(self, indices: torch.Tensor) -> torch.Tensor:
         """(...) int64 → (..., d) 0/1 float bits, least significant first."""
-        return ((indices.long().unsqueeze(-1) // self._powers) % 2).float()
+        return ((indices.long().unsqueeze(-1) // self._powers(indices.device)) % 2).float()
 
     def get_codes(self, indices: torch.Tensor) -> torch.Tensor:
         """The vectors `quantized` holds for int `indices`: (...) → (..., D), or (B, *S) → (B, D, *S) with
@@ -137,7 +142,8 @@ class LookupFreeQuantizer(nn.Module):
     def codebook(self) -> torch.Tensor:
         """(K, D) all codes in index order, as `quantized` holds them. Detached."""
         with torch.no_grad():
-            return self.get_codes(torch.arange(self.codebook_size, device=self._powers.device))
+            device = self.project_out.weight.device if self.project_out is not None else None
+            return self.get_codes(torch.arange(self.codebook_size, device=device))
 
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
         check_features(z, self.dim, self.channel_first, type(self).__name__)
@@ -150,7 +156,7 @@ class LookupFreeQuantizer(nn.Module):
             positive = h.detach() > 0
             signs = positive.to(compute) * 2 - 1
             codes = signs + (h - h.detach())                                   # sign with straight-through
-            indices = (positive.long() * self._powers).sum(-1)
+            indices = (positive.long() * self._powers(h.device)).sum(-1)
             quantized = project(codes, self.project_out)
             commitment = F.mse_loss(h, signs) if h.numel() else h.new_zeros(())  # gradient to the encoder only
             loss = opts.commitment_weight * commitment

@@ -66,8 +66,11 @@ def codes_in_reach(z: torch.Tensor, codebook: torch.Tensor) -> float:
 
 def collapse_diagnostics(vq: VectorQuantizer, z: torch.Tensor) -> dict[str, float]:
     """{"ze_effective_rank", "codes_in_reach", affine statistics} of a quantizer on its inputs z (N, D)
-    (channel-last; l2-normalised first in cosine mode, as the layer compares them)."""
+    (channel-last; l2-normalised first in cosine mode, as the layer compares them). A quantizer without codes
+    to reach (FSQ, LFQ: any `Quantizer` that is not a `VectorQuantizer`) gets the effective rank only."""
     z = z.reshape(-1, vq.dim).float()
+    if not isinstance(vq, VectorQuantizer):
+        return {"ze_effective_rank": effective_rank(z)}
     if vq.distance == "cosine":
         z = torch.nn.functional.normalize(z, dim=-1)
     return {"ze_effective_rank": effective_rank(z), "codes_in_reach": codes_in_reach(z, vq.codebook),

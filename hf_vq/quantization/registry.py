@@ -1,5 +1,6 @@
 """Quantizer types by name, so a model config chooses its quantizer: `"vq"` (`VectorQuantizer`), `"residual"`
-(`ResidualVectorQuantizer`), `"group"` (`GroupedVectorQuantizer`); `register_quantizer_type` adds more.
+(`ResidualVectorQuantizer`), `"group"` (`GroupedVectorQuantizer`), `"fsq"` (`FiniteScalarQuantizer`), `"lfq"`
+(`LookupFreeQuantizer`); `register_quantizer_type` adds more.
 
 A type is a class built as `cls(dim, codebook_size, channel_first=..., **options)` and the dataclasses whose
 fields are its options (all but `dim` and `channel_first`); `check(dim, channel_first, options)` validates
@@ -9,13 +10,16 @@ them the way the constructor does, without allocating anything.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from torch import nn
 
+from .fsq import FiniteScalarQuantizer, FSQOptions
 from .grouped import GroupedVectorQuantizer, GroupOptions
 from .layer import VectorQuantizer
+from .lfq import LFQOptions, LookupFreeQuantizer
 from .options import QuantizerOptions, _require
 from .residual import ResidualOptions, ResidualVectorQuantizer
 
@@ -53,12 +57,29 @@ def _check_vq(dim: int, channel_first: bool, options: dict[str, Any]) -> None:
     QuantizerOptions(dim, channel_first=channel_first, **options)
 
 
+def _checked_by(options_class: type, owner: str) -> Callable[[int, bool, dict[str, Any]], None]:
+    """A `check` that validates options with `options_class` (dim and channel_first given by the model)."""
+
+    def check(dim: int, channel_first: bool, options: dict[str, Any]) -> None:
+        valid = [n for n in options_class.names() if n not in MODEL_DECIDED]
+        unknown = sorted(set(options) - set(valid))
+        _require(not unknown, f"Unknown {owner} option(s) {unknown}; valid: {', '.join(valid)}", TypeError)
+        options_class(dim, channel_first=channel_first, **options)
+
+    return check
+
+
 QUANTIZER_TYPES: dict[str, QuantizerType] = {
     "vq": QuantizerType(VectorQuantizer, (QuantizerOptions,), _check_vq),
     "residual": QuantizerType(ResidualVectorQuantizer, (QuantizerOptions, ResidualOptions),
-                              lambda dim, cf, options: ResidualVectorQuantizer.check_options(dim, channel_first=cf, **options)),
+                              lambda dim, cf, options: ResidualVectorQuantizer.check_options(
+                                  dim, channel_first=cf, **options)),
     "group": QuantizerType(GroupedVectorQuantizer, (QuantizerOptions, GroupOptions),
-                           lambda dim, cf, options: GroupedVectorQuantizer.check_options(dim, channel_first=cf, **options)),
+                           lambda dim, cf, options: GroupedVectorQuantizer.check_options(
+                               dim, channel_first=cf, **options)),
+    # codebook-free siblings (no VectorQuantizer inside): no paper option applies to them
+    "fsq": QuantizerType(FiniteScalarQuantizer, (FSQOptions,), _checked_by(FSQOptions, "FiniteScalarQuantizer")),
+    "lfq": QuantizerType(LookupFreeQuantizer, (LFQOptions,), _checked_by(LFQOptions, "LookupFreeQuantizer")),
 }
 
 

@@ -36,7 +36,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from .composite import MultiCodebookOutput, MultiCodebookQuantizer, check_count, combine, member_settings, split_options
+from .composite import (
+    MultiCodebookOutput,
+    MultiCodebookQuantizer,
+    check_count,
+    combine,
+    member_settings,
+    split_options,
+)
 from .layer import VectorQuantizer
 from .options import _require
 
@@ -89,7 +96,8 @@ class ResidualVectorQuantizer(MultiCodebookQuantizer):
         super().__init__()
         self.options, settings = self.check_options(dim, codebook_size, channel_first, **options)
         self.dim, self.codebook_size, self.channel_first = dim, codebook_size, channel_first
-        self.levels = nn.ModuleList(VectorQuantizer(dim, codebook_size, channel_first=channel_first, **s) for s in settings)
+        self.levels = nn.ModuleList(VectorQuantizer(dim, codebook_size, channel_first=channel_first, **s)
+                                    for s in settings)
 
     @staticmethod
     def check_options(dim: int, codebook_size: int, channel_first: bool = False,
@@ -116,7 +124,8 @@ class ResidualVectorQuantizer(MultiCodebookQuantizer):
         """n for the next forward: `num_levels`, else with quantizer dropout in training a draw from
         [min_levels, Q] seeded by the step counter (identical on every rank), else Q."""
         if num_levels is not None:
-            _require(isinstance(num_levels, int) and not isinstance(num_levels, bool) and 1 <= num_levels <= self.num_levels,
+            _require(isinstance(num_levels, int) and not isinstance(num_levels, bool)
+                     and 1 <= num_levels <= self.num_levels,
                      f"num_levels must be an int in [1, {self.num_levels}], got {num_levels!r}")
             return num_levels
         if self.training and self.options.quantizer_dropout:
@@ -127,7 +136,8 @@ class ResidualVectorQuantizer(MultiCodebookQuantizer):
     def forward(self, z: torch.Tensor, num_levels: int | None = None) -> MultiCodebookOutput:
         n = self.levels_to_use(num_levels)
         _require(isinstance(z, torch.Tensor) and z.is_floating_point(),
-                 f"ResidualVectorQuantizer input must be a floating-point torch.Tensor, got {getattr(z, 'dtype', type(z))}",
+                 "ResidualVectorQuantizer input must be a floating-point torch.Tensor, got "
+                 f"{getattr(z, 'dtype', type(z))}",
                  TypeError)
         # Residuals in fp32 (fp64 for fp64 input), as the levels compute: c_1 + c_2 + ... summed in the input's
         # half precision would lose the small late-level codes.
@@ -147,9 +157,10 @@ class ResidualVectorQuantizer(MultiCodebookQuantizer):
     def get_codes(self, indices: torch.Tensor) -> torch.Tensor:
         """z_q for int `indices` (..., n) with n ≤ Q (the first n levels): Σ_q c^q[indices[..., q]],
         (..., D), or (B, D, *S) from (B, *S, n) with channel_first; what `quantized` holds (fp32)."""
-        _require(isinstance(indices, torch.Tensor) and indices.dim() >= 1 and 1 <= indices.shape[-1] <= self.num_levels,
-                 f"indices must be a tensor (..., n) with 1 <= n <= num_levels={self.num_levels} on the last axis, got "
-                 f"shape {tuple(getattr(indices, 'shape', ()))}")
+        _require(isinstance(indices, torch.Tensor) and indices.dim() >= 1
+                 and 1 <= indices.shape[-1] <= self.num_levels,
+                 f"indices must be a tensor (..., n) with 1 <= n <= num_levels={self.num_levels} on the last axis, "
+                 f"got shape {tuple(getattr(indices, 'shape', ()))}")
         return sum(level.lookup(indices[..., q]) for q, level in enumerate(self.levels[: indices.shape[-1]]))
 
     lookup = get_codes  # VectorQuantizer's name, so models decode indices of any quantizer alike

@@ -20,7 +20,9 @@ import torch
 from torch import nn
 
 from .. import metrics
-from ..quantization import find_quantizers, model_quantizers
+from ..quantization import MultiCodebookQuantizer, find_quantizers, model_quantizers
+
+MAX_JOINT_CODES = 2**20  # joint-code statistics of a residual/grouped quantizer up to this many K^M codes
 
 
 @torch.no_grad()
@@ -29,12 +31,14 @@ def evaluate(model: nn.Module, loader, accelerator, task, mean: list[float], std
     `mean`/`std` (per channel) map the model's pixels back to [0, 1]. Returns plain floats plus
     "code_histogram" (a list of K ints). Every rank must call it (it gathers). A residual or grouped quantizer's
     M codebooks: the quantization error is its output's, perplexity and active codes are the means over the
-    codebooks (as its forward reports them), "code_histogram" sums the M histograms."""
+    codebooks (as its forward reports them), "code_histogram" sums the M histograms, and "joint_perplexity" /
+    "joint_active_codes" count the K^M joint codes (the tuples of M indices) when K^M <= 2^20."""
     was_training = model.training
     model.eval()
-    quantizers = find_quantizers(model)
-    codebook_size = quantizers[0].codebook_size
-    codebooks = len(find_quantizers(model_quantizers(model)[0]))  # M: the indices' trailing axis when > 1
+    quantizer = model_quantizers(model)[0]
+    codebook_size = quantizer.codebook_size  # K per codebook (implicit for FSQ/LFQ)
+    members = find_quantizers(quantizer)  # its VectorQuantizers (none for FSQ/LFQ)
+    codebooks = len(members) if isinstance(quantizer, MultiCodebookQuantizer) else 1  # the indices' trailing axis
     errors = []  # per quantizer call of the batch: (B,) quantization error per example
 
     def capture(module, args, output) -> None:
@@ -45,10 +49,15 @@ def evaluate(model: nn.Module, loader, accelerator, task, mean: list[float], std
 
     handles = [vq.register_forward_hook(capture) for vq in model_quantizers(model)]
     histogram = torch.zeros(codebooks, codebook_size, dtype=torch.long)
+    # M codebooks of K codes also form K^M joint codes (a residual VQ of 3 × 8 codes has 512, as a VQ of K = 512)
+    joint_size = codebook_size**codebooks if 1 < codebooks and codebook_size**codebooks <= MAX_JOINT_CODES else None
+    joint_histogram = torch.zeros(joint_size or 0, dtype=torch.long)
+    radix = codebook_size ** torch.arange(codebooks)
     mean_t = torch.tensor(mean, dtype=torch.float32, device=accelerator.device).view(1, -1, 1, 1)
     std_t = torch.tensor(std, dtype=torch.float32, device=accelerator.device).view(1, -1, 1, 1)
     sums, count = {}, 0
-    recorder = metrics.recorded_inputs(quantizers[0])
+    diagnosed = members[0] if members else quantizer  # collapse diagnostics: the first codebook's inputs
+    recorder = metrics.recorded_inputs(diagnosed)
     z_e = recorder.__enter__()
     try:
         for batch in loader:
@@ -64,6 +73,8 @@ def evaluate(model: nn.Module, loader, accelerator, task, mean: list[float], std
             per_example, codes = accelerator.gather_for_metrics((per_example, codes))
             for m in range(codebooks):
                 histogram[m] += metrics.code_histogram(codes[..., m].cpu(), codebook_size)
+            if joint_size:
+                joint_histogram += metrics.code_histogram((codes.cpu() * radix).sum(-1), joint_size)
             for name, values in per_example.items():
                 sums[name] = sums.get(name, 0.0) + float(values.double().sum())
             count += codes.shape[0]
@@ -82,9 +93,13 @@ def evaluate(model: nn.Module, loader, accelerator, task, mean: list[float], std
         "perplexity": sum(metrics.perplexity(c, codebook_size) for c in all_codes) / codebooks,
         "active_codes": sum(metrics.active_codes(c, codebook_size) for c in all_codes) / codebooks,
         **shared,
-        **metrics.collapse_diagnostics(quantizers[0], z_e.vectors()),
+        **metrics.collapse_diagnostics(diagnosed, z_e.vectors()),
         "num_examples": count,
         "code_histogram": histogram.sum(0).tolist(),
+        **({} if not joint_size else {
+            "joint_perplexity": metrics.perplexity(torch.repeat_interleave(torch.arange(joint_size), joint_histogram),
+                                                   joint_size),
+            "joint_active_codes": float((joint_histogram > 0).float().mean())}),
     }
 
 

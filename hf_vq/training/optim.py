@@ -23,7 +23,7 @@ from transformers import (
     get_linear_schedule_with_warmup,
 )
 
-from ..quantization import AlternatingOptimizer, find_quantizers
+from ..quantization import AlternatingOptimizer, find_quantizers, model_quantizers
 from .config import ConfigError, TrainConfig
 
 
@@ -58,7 +58,7 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """[decayed: weights of rank >= 2; not decayed: the quantizers' `codebook_parameters()` (A.1), 1-d biases
     and norm scales, and a ViT's position embeddings and [CLS] token (as in MAE/timm)]. Empty groups are
     left out."""
-    codebook = {id(p) for vq in find_quantizers(model) for p in vq.codebook_parameters()}
+    codebook = {id(p) for q in model_quantizers(model) for p in q.codebook_parameters()}
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
@@ -91,9 +91,9 @@ def build_optimizers(model: nn.Module, cfg: TrainConfig, total_steps: int, warmu
     """Model AdamW + schedule, and for `optimization: alternated` the `AlternatingOptimizer` (attached to
     the model's quantizers) with its own optimizer and schedule. Every optimizer is attached to the
     quantizers so LRU replacement resets the state rows of replaced codes."""
-    quantizers = find_quantizers(model)
-    if not quantizers:
-        raise ConfigError("the model has no VectorQuantizer")
+    if not model_quantizers(model):
+        raise ConfigError("the model has no quantizer (hf_vq.quantization.Quantizer)")
+    quantizers = find_quantizers(model)  # the VectorQuantizers, inside residual/grouped ones too
     optimizer = torch.optim.AdamW(
         parameter_groups(model, cfg.weight_decay), lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps
     )
@@ -103,8 +103,9 @@ def build_optimizers(model: nn.Module, cfg: TrainConfig, total_steps: int, warmu
     if cfg.optimization == "alternated":
         params = [p for vq in quantizers for p in vq.codebook_parameters()]
         if not params:
-            raise ConfigError("train.optimization: alternated needs a codebook trained by gradient; the quantizer "
-                              "uses codebook_update 'ema' (set model.quantizer.codebook_update: gradient)")
+            raise ConfigError("train.optimization: alternated needs a codebook trained by gradient; this quantizer "
+                              "has none (quantizer.type fsq/lfq, or codebook_update 'ema': set model.quantizer."
+                              "codebook_update: gradient, or train.optimization: joint)")
         lr = cfg.codebook_lr if cfg.codebook_lr is not None else cfg.lr
         if cfg.codebook_optimizer == "adam":
             inner = torch.optim.Adam(params, lr=lr, betas=tuple(cfg.betas), eps=cfg.eps)

@@ -40,3 +40,34 @@ def test_run_one_trains_through_the_loop_and_repeats_itself(tmp_path):
     assert m["mse01"] == m["mse"] / 4 and 0 < m["active_codes"] <= 1 and math.isfinite(m["psnr"])
     for key in ("metrics", "train_curve", "gap_curve", "diverged"):
         assert first[key] == second[key], key
+
+
+def test_every_frontier_row_trains_and_reaches_the_report(tmp_path):
+    """The head-to-head (`--only frontier`): each row builds its quantizer (VQ with the paper's options, rotation
+    trick, SimVQ, FSQ, LFQ, residual VQ, vector-quantize-pytorch's layer), trains a few steps through the loop and
+    lands in the report's table with numbers; the codebook-free rows keep only K from the shared settings."""
+    from hf_vq.experiments import report
+    from hf_vq.experiments.ablations import FRONTIER_CROSS_CHECK, FRONTIER_ROWS
+
+    images = torch.randint(0, 256, (20, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    labels = torch.zeros(20, dtype=torch.long)
+    path = tmp_path / "data.pt"
+    torch.save({"patches": {"train": (images[:14], labels[:14]), "test": (images[14:], labels[14:])}}, path)
+    settings = {**SETTINGS, "data_path": str(path)}
+    overrides = {"quantizer": {"codebook_size": 64}, "train": {"max_steps": 3}}
+    results = []
+    for name, variant in FRONTIER_ROWS:
+        spec = make_spec(settings, table="frontier", row=name, dataset="patches", task="vqvae", variant=variant,
+                         seed=0, overrides=overrides)
+        if spec["quantizer"].get("type") == "fsq":
+            assert spec["quantizer"] == {"type": "fsq", **variant["quantizer"]}  # no α, β, K: FSQ has none
+        if spec["quantizer"].get("type") == "lfq":
+            assert spec["quantizer"] == {"type": "lfq", "codebook_size": 64}
+        result = run_one(spec)
+        assert not result["diverged"] and "error" not in result, name
+        assert 0 < result["metrics"]["active_codes"] <= 1 and math.isfinite(result["metrics"]["mse01"]), name
+        results.append({**result, "table": "frontier", "row": name})
+    lines, stats = report.frontier(results, "patches")
+    assert len(lines) == 2 + len(FRONTIER_ROWS) and not any("pending" in line for line in lines)
+    assert set(stats) == {name for name, _ in FRONTIER_ROWS} and FRONTIER_CROSS_CHECK <= set(stats)
+    assert report.frontier_verdict(stats)[0].startswith("- Best configuration of the paper's techniques: Huh et al.")

@@ -22,7 +22,7 @@ from hf_vq import (
     VQVAEConfig,
     VQVAEModel,
 )
-from hf_vq.quantization import find_quantizers
+from hf_vq.quantization import FiniteScalarQuantizer, LookupFreeQuantizer, find_quantizers
 
 from . import single_threaded  # noqa: F401  (autouse fixture)
 from .test_vq_vae import TINY, train_a_little
@@ -32,6 +32,8 @@ TYPES = {
     "residual": {"type": "residual", "codebook_size": 16, "num_levels": 3, "quantizer_dropout": True,
                  "replace_after": 2, "level_options": [{"affine": "ema"}, {}, {"affine": None, "sync_nu": 0.0}]},
     "group": {"type": "group", "codebook_size": 16, "num_groups": 2, "replace_after": 2, "distance": "cosine"},
+    "fsq": {"type": "fsq", "levels": [5, 3, 3]},  # K = 45, projections 8 → 3 → 8
+    "lfq": {"type": "lfq", "codebook_size": 16},  # 4 bits, projections 8 → 4 → 8
 }
 
 
@@ -50,7 +52,8 @@ def pixels():
 
 
 def test_type_chooses_the_quantizer_and_its_options():
-    classes = {"vq": VectorQuantizer, "residual": ResidualVectorQuantizer, "group": GroupedVectorQuantizer}
+    classes = {"vq": VectorQuantizer, "residual": ResidualVectorQuantizer, "group": GroupedVectorQuantizer,
+               "fsq": FiniteScalarQuantizer, "lfq": LookupFreeQuantizer}
     for name, settings in TYPES.items():
         config = VQVAEConfig(**TINY, quantizer=settings)
         assert config.quantizer["type"] == name
@@ -66,7 +69,8 @@ def test_type_chooses_the_quantizer_and_its_options():
 
 
 def test_bad_settings_name_the_field():
-    with pytest.raises(ValueError, match=r"quantizer.type must be one of \['group', 'residual', 'vq'\], got 'rvq'"):
+    with pytest.raises(ValueError, match=r"quantizer.type must be one of \['fsq', 'group', 'lfq', 'residual', 'vq'\], "
+                                         "got 'rvq'"):
         VQVAEConfig(**TINY, quantizer={"type": "rvq", "codebook_size": 16})
     with pytest.raises(ValueError, match="'num_levels'.*type 'vq'; it is an option of quantizer.type 'residual'"):
         VQVAEConfig(**TINY, quantizer={"codebook_size": 16, "num_levels": 2})
@@ -78,18 +82,22 @@ def test_bad_settings_name_the_field():
     config = VQVAEConfig(**TINY, quantizer=TYPES["residual"])
     with pytest.raises(ValueError, match="assign a new dict"):
         config.quantizer["type"] = "group"
-    newer = {**VQVAEConfig(**TINY).to_dict(), "hf_vq_version": "99.0", "quantizer": {"type": "fsq", "levels": [8, 5]}}
-    with pytest.raises(ValueError, match=r"saved by hf_vq 99.0.*sets quantizer.type='fsq'"):
+    newer = {**VQVAEConfig(**TINY).to_dict(), "hf_vq_version": "99.0", "quantizer": {"type": "spectral", "rank": 5}}
+    with pytest.raises(ValueError, match=r"saved by hf_vq 99.0.*sets quantizer.type='spectral'"):
         VQVAEConfig.from_dict(newer)  # a type a newer release registered: upgrade, never a silent other model
     config.quantizer["num_levels"] = 2  # an option of its own type
     with pytest.raises(ValueError, match="min_levels must be <= num_levels=1"):
         config.quantizer = {**config.quantizer, "num_levels": 1, "min_levels": 2}
+    with pytest.raises(ValueError, match="codebook_size must be a power of two"):
+        VQVAEConfig(**TINY, quantizer={"type": "lfq", "codebook_size": 12})
+    with pytest.raises(ValueError, match="'commitment_weight'.*type 'fsq'"):  # FSQ has no loss to weigh
+        VQVAEConfig(**TINY, quantizer={"type": "fsq", "levels": [5, 3], "commitment_weight": 1.0})
 
 
 # ---------------------------------------------------------------------------------------------------- save / load
 
 
-@pytest.mark.parametrize("name", ["residual", "group"])
+@pytest.mark.parametrize("name", ["residual", "group", "fsq", "lfq"])
 def test_save_load_round_trip_is_bit_identical(tmp_path, pixels, name):
     model = model_of(TYPES[name])
     expected = model(pixels)
@@ -101,7 +109,8 @@ def test_save_load_round_trip_is_bit_identical(tmp_path, pixels, name):
         assert torch.equal(out.codebook_indices, expected.codebook_indices)
         saved, restored = model.quantizer.state_dict(), loaded.quantizer.state_dict()
         assert saved.keys() == restored.keys() and all(torch.equal(saved[k], restored[k]) for k in saved)
-    assert {"residual.py", "grouped.py", "composite.py", "registry.py"} <= {p.name for p in tmp_path.glob("*.py")}
+    assert {"residual.py", "grouped.py", "composite.py", "registry.py", "fsq.py", "lfq.py", "base.py"} <= {
+        p.name for p in tmp_path.glob("*.py")}
 
 
 def test_a_checkpoint_of_another_shape_names_the_field(tmp_path):
@@ -157,6 +166,9 @@ def test_to_diffusers_exports_a_grouped_quantizer_as_its_product_codebook(pixels
 
 
 def test_to_diffusers_refuses_what_vqmodel_cannot_express():
+    for name in ("fsq", "lfq"):
+        with pytest.raises(ValueError, match=f"cannot export quantizer.type='{name}': it rounds a projection"):
+            model_of(TYPES[name], steps=0).to_diffusers()
     with pytest.raises(ValueError, match="cannot export quantizer.type='residual' with num_levels=3"):
         model_of(TYPES["residual"], steps=0).to_diffusers()
     with pytest.raises(ValueError, match=r"codebook_size\*\*num_groups = 16\*\*4 = 65536|= 1024\*\*2"):
@@ -188,7 +200,7 @@ CHILD = textwrap.dedent(
         # the levels/groups are the modeling file's own VectorQuantizer class, so _init_weights zeroed their
         # never-saved step counters (a class from another copy of layer.py would leave them uninitialised)
         members = [m for m in model.modules() if isinstance(m, sys.modules[type(model).__module__].VectorQuantizer)]
-        assert len(members) in (1, 2, 3) and all(int(m._step_hits.abs().sum()) == 0 for m in members), folder
+        assert len(members) in (0, 1, 2, 3) and all(int(m._step_hits.abs().sum()) == 0 for m in members), folder
         result = model(inputs["pixels"])
         out[folder + ":reconstruction"] = result.reconstruction
         out[folder + ":indices"] = result.codebook_indices
@@ -200,7 +212,7 @@ CHILD = textwrap.dedent(
 
 def test_remote_code_loads_every_quantizer_type_without_hf_vq(tmp_path, pixels):
     folders, expected = [], {}
-    for name in ("vq", "residual", "group"):
+    for name in TYPES:
         model = model_of(TYPES[name])
         folder = str(tmp_path / name)
         model.save_pretrained(folder)
@@ -267,3 +279,56 @@ def test_vq_vit_builds_a_grouped_quantizer_and_reloads_it(tmp_path):
     assert isinstance(model.quantizer, GroupedVectorQuantizer)
     assert out.codebook_indices.shape == (2, 17, 4) and torch.equal(out.codebook_indices, expected.codebook_indices)
     assert torch.equal(out.logits, expected.logits)
+
+
+@pytest.mark.parametrize("name", ["fsq", "lfq"])
+def test_codebook_free_types_decode_from_indices_and_train_through_the_loop(tmp_path, pixels, name):
+    from hf_vq.training import VQVAE, train
+    from hf_vq.training.config import ConfigError, build_config
+
+    from ..training.test_loop import tiny_data
+
+    model = model_of(TYPES[name])
+    with torch.no_grad():
+        out = model(pixels)
+        assert out.codebook_indices.shape == (2, 8, 8) and float(out.quantizer_loss) >= 0
+        assert torch.equal(model.decode(out.codebook_indices), out.reconstruction)
+    settings = {"model": {"block_out_channels": [8], "layers_per_block": 1, "latent_channels": 4, "norm_num_groups": 4,
+                          "mid_block_add_attention": False, "image_size": 8, "quantizer": TYPES[name]},
+                "train": {"batch_size": 4, "max_steps": 3, "lr": 1e-3, "optimization": "joint"},
+                "eval": {"eval_batch_size": 4}, "logging": {"log_with": "none", "progress_bar": False},
+                "output_dir": str(tmp_path / "out")}
+    run = train(build_config("vqvae", VQVAEConfig, base=settings, argv=[]), VQVAE, data=tiny_data(), save=False)
+    metrics = run.metrics
+    # the codebook-free quantizer's own K; z_e rank but no codes-in-reach (it has no codes to reach)
+    k = run.model.quantizer.codebook_size
+    assert sum(metrics["code_histogram"]) == 5 * 64 and len(metrics["code_histogram"]) == k
+    assert 1 <= metrics["perplexity"] <= k and 0 < metrics["ze_effective_rank"] <= 4
+    assert "codes_in_reach" not in metrics
+    with pytest.raises(ConfigError, match="alternated needs a codebook trained by gradient"):
+        train(build_config("vqvae", VQVAEConfig, base=settings, argv=["--optimization", "alternated"]), VQVAE,
+              data=tiny_data(), save=False)
+
+
+def test_evaluation_counts_the_joint_codes_of_a_residual_quantizer():
+    from hf_vq.training import VQVAE, train
+    from hf_vq.training.config import build_config
+
+    from ..training.test_loop import tiny_data
+
+    settings = {"model": {"block_out_channels": [8], "layers_per_block": 1, "latent_channels": 4, "norm_num_groups": 4,
+                          "mid_block_add_attention": False, "image_size": 8,
+                          "quantizer": {"type": "residual", "codebook_size": 4, "num_levels": 3}},
+                "train": {"batch_size": 4, "max_steps": 2, "lr": 1e-3}, "eval": {"eval_batch_size": 4},
+                "logging": {"log_with": "none", "progress_bar": False}, "output_dir": "unused"}
+    data = tiny_data()
+    run = train(build_config("vqvae", VQVAEConfig, base=settings, argv=[]), VQVAE, data=data, save=False)
+    with torch.no_grad():  # brute force: the tuples of level indices of the whole test split, as one index of 4^3
+        pixels = torch.stack([data.test[i]["pixel_values"] for i in range(len(data.test))])
+        indices = run.model.eval()(pixels).codebook_indices.reshape(-1, 3)
+    joint = indices[:, 0] + 4 * indices[:, 1] + 16 * indices[:, 2]
+    counts = torch.bincount(joint, minlength=64).double()
+    p = counts / counts.sum()
+    expected_perplexity = float(torch.exp(-(p[p > 0] * p[p > 0].log()).sum()))
+    assert run.metrics["joint_active_codes"] == pytest.approx(float((counts > 0).double().mean()))
+    assert run.metrics["joint_perplexity"] == pytest.approx(expected_perplexity, rel=1e-5)

@@ -138,6 +138,12 @@ def diffusers_codebook(quantizer: nn.Module, kind: str) -> torch.Tensor:
                 "from_pretrained, trust_remote_code=True), or train with quantizer.num_levels=1 to export."
             )
         return quantizer.levels[0].codebook
+    if kind in ("fsq", "lfq"):
+        raise ValueError(
+            f"to_diffusers() cannot export quantizer.type={kind!r}: it rounds a projection of the latents to a grid "
+            "instead of picking the nearest of its codes, which is the only search diffusers' VQModel has. Keep this "
+            "model in transformers format (save_pretrained / from_pretrained, trust_remote_code=True)."
+        )
     if kind == "group":
         size = quantizer.codebook_size ** quantizer.num_groups
         if size > MAX_PRODUCT_CODES:
