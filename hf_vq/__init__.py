@@ -5,6 +5,7 @@ Importing hf_vq registers the VQ-ViT and VQ-VAE models with transformers' Auto c
 
 from .models import (
     QuantizerConfig,
+    VQImageProcessor,
     VQVAEConfig,
     VQVAEModel,
     VQViTConfig,
@@ -18,6 +19,7 @@ __all__ = [
     "AlternatingOptimizer",
     "QuantizerConfig",
     "QuantizerOutput",
+    "VQImageProcessor",
     "VQVAEConfig",
     "VQVAEModel",
     "VQViTConfig",

@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import torch
+
 from ..quantization.layer import VectorQuantizer
 from ..quantization.options import QuantizerOptions
 
@@ -93,8 +95,19 @@ class QuantizerConfig(dict):
         return dict(self)
 
     def build(self, dim: int, channel_first: bool) -> VectorQuantizer:
-        """A fresh `VectorQuantizer(dim, channel_first=..., **self)`."""
-        return VectorQuantizer(dim=dim, channel_first=channel_first, **self)
+        """A fresh `VectorQuantizer(dim, channel_first=..., **self)`, in fp32 whatever torch's default dtype.
+
+        `PreTrainedModel._from_config(config, dtype=torch.float16)` builds the model under a half-precision
+        default dtype; the models' `_keep_in_fp32_modules_strict = ["quantizer"]` promises an fp32 quantizer
+        (codes gathered at full precision, A.1), which only `from_pretrained` enforces, so it is built in fp32
+        here, as transformers' own strict-fp32 modules hard-code their dtype.
+        """
+        default = torch.get_default_dtype()
+        torch.set_default_dtype(torch.float32)
+        try:
+            return VectorQuantizer(dim=dim, channel_first=channel_first, **self)
+        finally:
+            torch.set_default_dtype(default)
 
     def validate(self, dim: int, channel_first: bool) -> None:
         """Raise `ValueError` (naming the `quantizer.*` field) if the quantizer cannot be built."""

@@ -135,7 +135,7 @@ class RemoteCodeConfigMixin:
     """Config mixin: `save_pretrained` also writes the flattened code and a complete `auto_map`.
 
     Subclasses set `remote_code_auto_map` ({"AutoConfig": "configuration_x.XConfig", "AutoModel": ...});
-    the modules it names are looked up next to the config's own source file.
+    the modules it names are looked up next to the config's own source file, then in its parent folder.
     """
 
     remote_code_auto_map: dict[str, str] = {}
@@ -150,6 +150,8 @@ class RemoteCodeConfigMixin:
         entries = {}
         for module in dict.fromkeys(reference.split(".")[0] for reference in self.remote_code_auto_map.values()):
             source = here / f"{module}.py"
+            if not source.is_file():  # a module shared by the models (the image processor) sits one level up
+                source = here.parent / f"{module}.py"
             if not source.is_file():
                 # Loaded as remote code, transformers caches each auto_map module in its own folder; for a remote
                 # model its custom_object_save has just copied the modeling file into save_directory.

@@ -71,6 +71,7 @@ class VQVAEConfig(VersionedConfigMixin, QuantizerSettingsMixin, RemoteCodeConfig
     remote_code_auto_map: ClassVar[dict[str, str]] = {
         "AutoConfig": "configuration_vq_vae.VQVAEConfig",
         "AutoModel": "modeling_vq_vae.VQVAEModel",
+        "AutoImageProcessor": "image_processing_vq.VQImageProcessor",
     }
     keys_to_ignore_at_inference: ClassVar[list[str]] = [
         "quantizer_loss", "commitment_loss", "codebook_indices", "perplexity", "active_codes",

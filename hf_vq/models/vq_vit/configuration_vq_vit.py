@@ -66,6 +66,7 @@ class VQViTConfig(VersionedConfigMixin, QuantizerSettingsMixin, RemoteCodeConfig
         "AutoConfig": "configuration_vq_vit.VQViTConfig",
         "AutoModel": "modeling_vq_vit.VQViTModel",
         "AutoModelForImageClassification": "modeling_vq_vit.VQViTForImageClassification",
+        "AutoImageProcessor": "image_processing_vq.VQImageProcessor",
     }
     # Per-batch quantizer diagnostics are not predictions: keep them out of Trainer's eval "logits".
     keys_to_ignore_at_inference: ClassVar[list[str]] = [

@@ -19,7 +19,8 @@ from torch import nn
 from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_utils import PreTrainedModel
 from transformers.models.vit.modeling_vit import ViTAttention, ViTLayer, ViTModel
-from transformers.utils import ModelOutput
+from transformers.processing_utils import Unpack
+from transformers.utils import ModelOutput, TransformersKwargs
 from transformers.utils.output_capturing import capture_outputs
 
 from ...quantization.layer import QuantizerOutput, VectorQuantizer
@@ -155,7 +156,9 @@ class VQViTPreTrainedModel(QuantizerCheckpointMixin, RemoteCodeModelMixin, PreTr
         vq = self.quantizer(self.pre_quant_norm(hidden_states[:, 1:]))
         return torch.cat([hidden_states[:, :1], vq.quantized], dim=1), vq
 
-    def _trunk_forward(self, pixel_values, interpolate_pos_encoding, **kwargs) -> tuple[torch.Tensor, QuantizerOutput]:
+    def _trunk_forward(
+        self, pixel_values, interpolate_pos_encoding, **kwargs: Unpack[TransformersKwargs]
+    ) -> tuple[torch.Tensor, QuantizerOutput]:
         """Embeddings → blocks 1..q → pre_quant_norm → quantizer → blocks q+1..L → LayerNorm (ViTModel.forward
         with the VQ)."""
         self._check_pixel_values(pixel_values, interpolate_pos_encoding)
@@ -184,7 +187,7 @@ class VQViTModel(VQViTPreTrainedModel):
         self,
         pixel_values: torch.Tensor | None = None,
         interpolate_pos_encoding: bool | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> VQViTModelOutput:
         r"""
         pixel_values (`torch.FloatTensor` of shape `(batch_size, num_channels, height, width)`):
@@ -251,7 +254,7 @@ class VQViTForImageClassification(VQViTPreTrainedModel):
         pixel_values: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         interpolate_pos_encoding: bool | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> VQViTImageClassifierOutput:
         r"""
         pixel_values (`torch.FloatTensor` of shape `(batch_size, num_channels, height, width)`):
