@@ -2,11 +2,13 @@
 shrunken copy (same recipe, tiny overrides) trains a few steps and its folder works with the Auto classes and
 pipeline, on RGB and greyscale images."""
 
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
+from huggingface_hub import ModelCard
 from PIL import Image
 from transformers import AutoModel, AutoModelForImageClassification, pipeline
 
@@ -16,6 +18,7 @@ from hf_vq.data.builders import FASHION_MNIST_DIR
 from hf_vq.training import VQ_VIT, main
 
 from . import single_threaded  # noqa: F401  (autouse fixture)
+from .test_model_cards import python_blocks, run_as_pasted, run_without_hf_vq
 
 RECIPE = Path(hf_vq.__file__).parent / "recipes" / "vq_vit_tiny.yaml"
 SHRUNKEN = ["--hidden_size", "16", "--num_hidden_layers", "2", "--num_attention_heads", "2",
@@ -41,7 +44,7 @@ def test_recipe_is_the_papers_vit_tiny_on_fashion_mnist():
 
 
 @pytest.mark.skipif(not FASHION_MNIST_DIR.is_dir(), reason="needs the Debian package dataset-fashion-mnist")
-def test_shrunken_recipe_trains_and_its_folder_loads_with_auto_classes_and_pipeline(tmp_path, monkeypatch):
+def test_shrunken_recipe_trains_and_its_folder_loads_with_auto_classes_pipeline_and_card(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_VQ_DATA_DIR", str(tmp_path / "data"))
     out = tmp_path / "vq-vit-tiny"
     result = main(VQ_VIT, {}, ["--config", str(RECIPE), "--output_dir", str(out), *SHRUNKEN])
@@ -63,3 +66,16 @@ def test_shrunken_recipe_trains_and_its_folder_loads_with_auto_classes_and_pipel
         assert {p["label"] for p in predictions} == names == {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                                                               "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"}
         assert abs(sum(p["score"] for p in predictions) - 1.0) < 1e-5
+
+    # the card of the run: Hub metadata, the training length, and its usage snippets run as pasted (the card
+    # names the repo "vq-vit-tiny", which from tmp_path is the run's folder)
+    card = (out / "README.md").read_text()
+    data = ModelCard.load(out / "README.md").data
+    assert (data.pipeline_tag, data.library_name, data.datasets) == (
+        "image-classification", "transformers", ["zalando-datasets/fashion_mnist"])
+    assert {r.metric_type for r in data.eval_results} >= {"accuracy", "perplexity", "active_codes"}
+    assert "- **Training:** 3 optimizer steps (0.75 epochs of 64 examples), " in card
+    with_hf_vq, remote = python_blocks(card)
+    run_as_pasted(with_hf_vq, tmp_path, monkeypatch)
+    printed = run_without_hf_vq(remote, tmp_path).stdout
+    assert printed.count("'label'") == 3 and all(name in names for name in re.findall(r"'label': '([^']+)'", printed))
