@@ -1,17 +1,19 @@
-"""Evaluation on the test split: the task's metrics plus the codebook metrics of `hf_vq.metrics`.
+"""Evaluation on the test split: the task's metrics and the codebook metrics, computed by hf_vq's `evaluate`
+modules (`hf_vq.evaluation`), so the model cards' results are those modules' numbers.
 
-Every rank evaluates its shard of the test loader; per-example values are gathered with
-`accelerator.gather_for_metrics` (which drops the padding duplicates of the last batch), so the numbers are
+Every rank evaluates its shard of the test loader; the inputs of the modules and per-example values are gathered
+with `accelerator.gather_for_metrics` (which drops the padding duplicates of the last batch), so the numbers are
 those of the whole test split whatever the number of processes. Nothing is downloaded.
 
-- The task's own (`Task.batch_metrics`, `Task.summarize`): VQ-VAE `mse` and `psnr`, VQ-ViT `accuracy`.
-- Every task: `perplexity` (2^H of the code histogram of the whole split, §5.1), `active_codes` (fraction of
-  the K codes used at least once on the split), `quantization_error` (mean over vectors of ½‖z_e − z_q‖²,
-  the commitment distance), `loss` (the model's training loss, batch-mean weighted by batch size), and the
-  per-code histogram for the usage plot.
+- The task's own (`Task.evaluation_inputs`): VQ-VAE `psnr` and `ssim` (on [0, 1] images), VQ-ViT `accuracy`;
+  and `Task.batch_metrics` averaged: VQ-VAE `mse` in the normalised pixel space (its reconstruction loss).
+- Every task: `perplexity` and `active_codes` of the code indices of the whole split (`codebook` module, §5.1),
+  `quantization_error` (mean over vectors of ½‖z_e − z_q‖², the commitment distance), `loss` (the model's
+  training loss, batch-mean weighted by batch size), and the per-code histogram for the usage plot.
 - The collapse diagnostics of the (first) quantizer on this rank's first 16,384 test vectors z_e:
-  `ze_effective_rank` (participation ratio of z_e's covariance), `codes_in_reach` (share of codes nearer to
-  some z_e than the median quantization distance) and, with an affine, its scale/bias statistics.
+  `ze_effective_rank` (`ze_effective_rank` module: participation ratio of z_e's covariance), `codes_in_reach`
+  (share of codes nearer to some z_e than the median quantization distance) and, with an affine, its scale/bias
+  statistics.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .. import metrics
+from .. import evaluation, metrics
 from ..quantization import find_quantizers
 
 
@@ -44,6 +46,7 @@ def evaluate(model: nn.Module, loader, accelerator, task, mean: list[float], std
     histogram = torch.zeros(codebook_size, dtype=torch.long)
     mean_t = torch.tensor(mean, dtype=torch.float32, device=accelerator.device).view(1, -1, 1, 1)
     std_t = torch.tensor(std, dtype=torch.float32, device=accelerator.device).view(1, -1, 1, 1)
+    modules = {}
     sums, count = {}, 0
     recorder = metrics.recorded_inputs(quantizers[0])
     z_e = recorder.__enter__()
@@ -53,11 +56,18 @@ def evaluate(model: nn.Module, loader, accelerator, task, mean: list[float], std
             out = model(**batch)
             b = batch["pixel_values"].shape[0]
             per_example = {
-                **task.batch_metrics(batch, out, lambda pixels: pixels * std_t + mean_t),
+                **task.batch_metrics(batch, out),
                 "quantization_error": torch.stack(errors).mean(0),
                 "loss": out.loss.float().expand(b),
             }
-            per_example, codes = accelerator.gather_for_metrics((per_example, out.codebook_indices.reshape(b, -1)))
+            inputs = {**task.evaluation_inputs(batch, out, lambda pixels: pixels * std_t + mean_t),
+                      "codebook": {"predictions": out.codebook_indices.reshape(b, -1)}}
+            per_example, inputs = accelerator.gather_for_metrics((per_example, inputs))
+            for name, arguments in inputs.items():
+                if name not in modules:
+                    modules[name] = evaluation.load(name)
+                modules[name].add_batch(**{k: v.cpu().numpy() for k, v in arguments.items()})
+            codes = inputs["codebook"]["predictions"]
             histogram += metrics.code_histogram(codes.cpu(), codebook_size)
             for name, values in per_example.items():
                 sums[name] = sums.get(name, 0.0) + float(values.double().sum())
@@ -70,14 +80,20 @@ def evaluate(model: nn.Module, loader, accelerator, task, mean: list[float], std
 
     means = {name: total / max(1, count) for name, total in sums.items()}
     shared = {name: means.pop(name) for name in ("quantization_error", "loss")}
-    # perplexity / active codes of the split's histogram (hf_vq.metrics on the expanded histogram's indices)
-    all_codes = torch.repeat_interleave(torch.arange(codebook_size), histogram)
+    results = {name: module.compute(**({"codebook_size": codebook_size} if name == "codebook" else {}))
+               for name, module in modules.items()}
+    vectors = z_e.vectors()
+    diagnostics = metrics.collapse_diagnostics(quantizers[0], vectors)
+    if vectors.shape[0] >= 2:
+        rank = evaluation.load("ze_effective_rank")
+        diagnostics.update(rank.compute(predictions=vectors.reshape(-1, vectors.shape[-1]).numpy()))
+    codebook = results.pop("codebook")
     return {
-        **task.summarize(means),
-        "perplexity": metrics.perplexity(all_codes, codebook_size),
-        "active_codes": metrics.active_codes(all_codes, codebook_size),
+        **{key: value for result in results.values() for key, value in result.items()},
+        **means,
+        **codebook,
         **shared,
-        **metrics.collapse_diagnostics(quantizers[0], z_e.vectors()),
+        **diagnostics,
         "num_examples": count,
         "code_histogram": histogram.tolist(),
     }
