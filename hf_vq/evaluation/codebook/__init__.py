@@ -1,1 +1,1 @@
-"""The `codebook` evaluate module (a package so that wheels carry it): hf_vq.evaluation.load("codebook")."""
+"""The `codebook` evaluate module: a package so that wheels carry it; load it with hf_vq.evaluation.load."""

@@ -1,1 +1,1 @@
-"""The `psnr` evaluate module (a package so that wheels carry it): hf_vq.evaluation.load("psnr")."""
+"""The `psnr` evaluate module: a package so that wheels carry it; load it with hf_vq.evaluation.load."""

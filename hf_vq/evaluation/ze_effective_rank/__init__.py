@@ -1,1 +1,1 @@
-"""The `ze_effective_rank` evaluate module (a package so that wheels carry it): hf_vq.evaluation.load("ze_effective_rank")."""
+"""The `ze_effective_rank` evaluate module: a package so that wheels carry it; load it with hf_vq.evaluation.load."""
