@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -107,3 +108,16 @@ def test_a_normalised_vae_card_does_not_offer_to_diffusers(tmp_path):
     model = VQVAEModel(VQVAEConfig(**VAE, pre_quant_norm="layernorm"))
     card = str(render_model_card(model, model_name="normed"))
     assert "to_diffusers" not in card and "AutoModel.from_pretrained(\"normed\")" in card
+
+
+def test_readme_models_snippet_runs_and_loads_without_a_load_report(tmp_path, monkeypatch, capfd):
+    """The README's Models example, as pasted: the classifier folder is pipeline-ready, and nothing it loads
+    prints transformers' missing/unexpected-keys report."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("## Models\n"):readme.index("### vq-vit-tiny")]
+    [snippet] = python_blocks(section)
+    capfd.readouterr()
+    run_as_pasted(snippet, tmp_path, monkeypatch)
+    printed = capfd.readouterr()
+    assert "LOAD REPORT" not in printed.out + printed.err and "MISSING" not in printed.out + printed.err
+    assert (tmp_path / "vq-vit" / "preprocessor_config.json").is_file()
