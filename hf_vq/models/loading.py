@@ -101,7 +101,9 @@ class QuantizerCheckpointMixin:
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
         output_loading_info = kwargs.pop("output_loading_info", False)
         try:
-            model, info = super().from_pretrained(pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs)
+            model, info = super().from_pretrained(
+                pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs
+            )
         except RuntimeError as error:
             if not kwargs.get("ignore_mismatched_sizes", False):
                 try:
@@ -118,13 +120,15 @@ class QuantizerCheckpointMixin:
     @classmethod
     def _quantizer_shape_problem(cls, path, kwargs: dict) -> str | None:
         """A message naming the `quantizer.*` (or dim) field if the checkpoint's quantizer shapes differ."""
-        hub_kwargs = {k: kwargs[k] for k in ("cache_dir", "revision", "subfolder", "token") if kwargs.get(k) is not None}
+        hub_keys = ("cache_dir", "revision", "subfolder", "token")
+        hub_kwargs = {k: kwargs[k] for k in hub_keys if kwargs.get(k) is not None}
         shapes = checkpoint_shapes(path, **hub_kwargs)
         if not shapes:
             return None
         config = kwargs.get("config")
         if not isinstance(config, cls.config_class):
-            config_kwargs = {k: v for k, v in kwargs.items() if k not in ("config", "dtype", "torch_dtype", "device_map")}
+            not_config = ("config", "dtype", "torch_dtype", "device_map")
+            config_kwargs = {k: v for k, v in kwargs.items() if k not in not_config}
             config, _ = cls.config_class.from_pretrained(
                 config if isinstance(config, (str, os.PathLike)) else path, return_unused_kwargs=True, **config_kwargs
             )
@@ -133,17 +137,19 @@ class QuantizerCheckpointMixin:
             if key.endswith("quantizer.codebook_signal"):
                 if shape[0] != settings["codebook_size"]:
                     return (
-                        f"The checkpoint at {path} has a codebook of {shape[0]} codes ({key}: {shape}), but the config "
-                        f"sets quantizer.codebook_size={settings['codebook_size']}. Load it with "
-                        f"quantizer.codebook_size={shape[0]} (e.g. from_pretrained(..., quantizer={{**config.quantizer, "
-                        f"'codebook_size': {shape[0]}}})), or pass ignore_mismatched_sizes=True to start from a fresh codebook."
+                        f"The checkpoint at {path} has a codebook of {shape[0]} codes ({key}: {shape}), but the "
+                        f"config sets quantizer.codebook_size={settings['codebook_size']}. Load it with "
+                        f"quantizer.codebook_size={shape[0]} (e.g. from_pretrained(..., quantizer="
+                        f"{{**config.quantizer, 'codebook_size': {shape[0]}}})), or pass ignore_mismatched_sizes=True "
+                        "to start from a fresh codebook."
                     )
                 if shape[1] != dim:
                     return (
                         f"The checkpoint at {path} has {shape[1]}-dimensional codes ({key}: {shape}), but the config "
                         f"sets {cls._quantizer_dim_field}={dim}, the quantizer's dim."
                     )
-            if key.endswith(("quantizer.affine.scale", "quantizer.affine.ze_mean")) and shape[0] != settings["affine_groups"]:
+            affine_key = key.endswith(("quantizer.affine.scale", "quantizer.affine.ze_mean"))
+            if affine_key and shape[0] != settings["affine_groups"]:
                 return (
                     f"The checkpoint at {path} has {shape[0]} affine groups ({key}: {shape}), but the config sets "
                     f"quantizer.affine_groups={settings['affine_groups']}."

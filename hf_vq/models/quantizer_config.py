@@ -22,7 +22,6 @@ import torch
 from ..quantization.layer import VectorQuantizer
 from ..quantization.options import QuantizerOptions
 
-
 # Set by the model from its own shape (hidden_size / latent_channels, token vs channel-first layout).
 MODEL_DECIDED = ("dim", "channel_first")
 
@@ -47,7 +46,9 @@ class QuantizerConfig(dict):
     `config.quantizer.codebook_size == config.quantizer["codebook_size"]`.
     """
 
-    def __init__(self, settings: Mapping[str, Any] | None = None, /, *, defaults: Mapping[str, Any] | None = None, **kwargs):
+    def __init__(
+        self, settings: Mapping[str, Any] | None = None, /, *, defaults: Mapping[str, Any] | None = None, **kwargs
+    ):
         super().__init__()
         given = {**dict(settings or {}), **kwargs}
         for key in given:
@@ -71,7 +72,10 @@ class QuantizerConfig(dict):
                 f"remove it from the `quantizer` settings"
             )
         if key not in _signature_defaults():
-            raise ValueError(f"Unknown quantizer option {key!r} (config field `quantizer.{key}`); valid options: {', '.join(cls.valid_keys())}")
+            raise ValueError(
+                f"Unknown quantizer option {key!r} (config field `quantizer.{key}`); valid options: "
+                f"{', '.join(cls.valid_keys())}"
+            )
 
     def __setitem__(self, key: str, value: Any) -> None:
         self._check_key(key)
@@ -139,4 +143,6 @@ class QuantizerSettingsMixin:
 
     def _init_quantizer_settings(self) -> None:
         self.quantizer = QuantizerConfig(self.quantizer, defaults=self.quantizer_defaults)
-        self.quantizer.validate(dim=getattr(self, self.quantizer_dim_field), channel_first=self.quantizer_channel_first)
+        self.quantizer.validate(
+            dim=getattr(self, self.quantizer_dim_field), channel_first=self.quantizer_channel_first
+        )

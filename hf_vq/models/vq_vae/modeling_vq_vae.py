@@ -136,7 +136,8 @@ class VQVAEModel(VQVAEPreTrainedModel):
         self.quant_conv = nn.Conv2d(config.latent_channels, config.latent_channels, 1)
         # eps 1e-6 as diffusers' GroupNorms in the encoder and decoder
         self.pre_quant_norm = build_pre_quant_norm(
-            config.pre_quant_norm, config.latent_channels, channel_first=True, eps=1e-6, num_groups=config.norm_num_groups
+            config.pre_quant_norm, config.latent_channels, channel_first=True, eps=1e-6,
+            num_groups=config.norm_num_groups,
         )
         self.quantizer = config.quantizer.build(dim=config.latent_channels, channel_first=True)
         self.post_quant_conv = nn.Conv2d(config.latent_channels, config.latent_channels, 1)
@@ -159,10 +160,12 @@ class VQVAEModel(VQVAEPreTrainedModel):
         if height % factor or width % factor:
             raise ValueError(
                 f"pixel_values is {height}×{width}, but image sides must be multiples of {factor} (the downsampling "
-                f"factor of block_out_channels={self.config.block_out_channels}; config.image_size={self.config.image_size})"
+                f"factor of block_out_channels={self.config.block_out_channels}; "
+                f"config.image_size={self.config.image_size})"
             )
         # torch's GroupNorm refuses a group of one value (batch 1 × channels/groups × grid); the lowest
-        # resolution sees the last two entries of block_out_channels, and the latent channels with a pre-quant GroupNorm
+        # resolution sees the last two entries of block_out_channels, and the latent channels with a pre-quant
+        # GroupNorm
         widths = self.config.block_out_channels[-2:]
         if self.config.pre_quant_norm == "groupnorm":
             widths = [*widths, self.config.latent_channels]
@@ -205,7 +208,9 @@ class VQVAEModel(VQVAEPreTrainedModel):
             quantized = self.quantizer(latents_or_indices).quantized
         else:
             if latents_or_indices.dim() != 3:
-                raise ValueError(f"code indices must be (batch_size, height, width), got shape {tuple(latents_or_indices.shape)}")
+                raise ValueError(
+                    f"code indices must be (batch_size, height, width), got shape {tuple(latents_or_indices.shape)}"
+                )
             # lookup returns a channels-last view; CPU convolutions on it take other kernels (≈1e-5 drift). It is
             # also in the quantizer's dtype, which stays fp32 in a half-precision model.
             quantized = self.quantizer.lookup(latents_or_indices).contiguous().to(self.post_quant_conv.weight.dtype)
@@ -248,10 +253,10 @@ class VQVAEModel(VQVAEPreTrainedModel):
             # VQModel.encode ends at quant_conv and decode quantizes its input as is: a normalization between
             # them has no place, and it cannot be folded into quant_conv (it is not linear in the latents).
             raise ValueError(
-                f"to_diffusers() cannot export a model with pre_quant_norm={config.pre_quant_norm!r}: diffusers' VQModel "
-                "has no normalization between quant_conv and its quantizer, so its encode() and forward() would pick "
-                "other codes than this model. Train with pre_quant_norm='none' to export to diffusers, or keep "
-                "this model in transformers format (save_pretrained / from_pretrained, trust_remote_code=True)."
+                f"to_diffusers() cannot export a model with pre_quant_norm={config.pre_quant_norm!r}: diffusers' "
+                "VQModel has no normalization between quant_conv and its quantizer, so its encode() and forward() "
+                "would pick other codes than this model. Train with pre_quant_norm='none' to export to diffusers, or "
+                "keep this model in transformers format (save_pretrained / from_pretrained, trust_remote_code=True)."
             )
         from diffusers import VQModel
 

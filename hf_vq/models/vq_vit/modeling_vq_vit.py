@@ -165,7 +165,9 @@ class VQViTPreTrainedModel(QuantizerCheckpointMixin, RemoteCodeModelMixin, PreTr
         embeddings = self.vit.embeddings
         pixel_values = pixel_values.to(embeddings.patch_embeddings.projection.weight.dtype)
         hidden_states = embeddings(pixel_values, interpolate_pos_encoding=interpolate_pos_encoding)
-        attention_mask = create_bidirectional_mask(config=self.config, inputs_embeds=hidden_states, attention_mask=None)
+        attention_mask = create_bidirectional_mask(
+            config=self.config, inputs_embeds=hidden_states, attention_mask=None
+        )
         for index, layer in enumerate(self.vit.layers):
             hidden_states = layer(hidden_states, attention_mask, **kwargs)
             if index + 1 == self.config.quantizer_layer:
@@ -230,9 +232,15 @@ class VQViTForImageClassification(VQViTPreTrainedModel):
         )
         if problem == "single_label_classification":
             if labels.is_floating_point() or labels.dtype == torch.bool:
-                raise TypeError(f"labels must be integer class ids (torch.long) for single-label classification, got {labels.dtype}")
+                raise TypeError(
+                    "labels must be integer class ids (torch.long) for single-label classification, got "
+                    f"{labels.dtype}"
+                )
             if labels.numel() != batch:
-                raise ValueError(f"labels has shape {tuple(labels.shape)} but pixel_values holds {batch} images: pass one class id per image")
+                raise ValueError(
+                    f"labels has shape {tuple(labels.shape)} but pixel_values holds {batch} images: pass one class "
+                    "id per image"
+                )
             valid = (labels == -100) | ((labels >= 0) & (labels < num_labels))  # -100: ignored by cross-entropy
             if not bool(valid.all()):  # one device sync, before an out-of-range id reaches the loss kernel
                 raise ValueError(
@@ -241,11 +249,12 @@ class VQViTForImageClassification(VQViTPreTrainedModel):
                 )
             return
         if labels.numel() != batch * num_labels:
+            class_ids_as_floats = self.config.problem_type is None and labels.numel() == batch
             raise ValueError(
-                f"labels has shape {tuple(labels.shape)}, but {problem} takes float targets of shape ({batch}, {num_labels}) "
-                f"(batch_size, config.num_labels)"
+                f"labels has shape {tuple(labels.shape)}, but {problem} takes float targets of shape "
+                f"({batch}, {num_labels}) (batch_size, config.num_labels)"
                 + (f"; with config.problem_type unset, only long/int labels are class ids (transformers' rule): pass "
-                   f"class ids as torch.long, not {labels.dtype}" if self.config.problem_type is None and labels.numel() == batch else "")
+                   f"class ids as torch.long, not {labels.dtype}" if class_ids_as_floats else "")
             )
 
     @capture_outputs(tie_last_hidden_states=False)
