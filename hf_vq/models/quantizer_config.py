@@ -99,7 +99,8 @@ class QuantizerConfig(dict):
         return dict(self)
 
     def build(self, dim: int, channel_first: bool) -> VectorQuantizer:
-        """A fresh `VectorQuantizer(dim, channel_first=..., **self)`, in fp32 whatever torch's default dtype.
+        """A fresh `VectorQuantizer(dim, channel_first=..., **self)`; in fp32 when torch's default dtype is fp16 or
+        bf16, else in the default dtype.
 
         `PreTrainedModel._from_config(config, dtype=torch.float16)` builds the model under a half-precision
         default dtype; the models' `_keep_in_fp32_modules_strict = ["quantizer"]` promises an fp32 quantizer
@@ -107,6 +108,8 @@ class QuantizerConfig(dict):
         here, as transformers' own strict-fp32 modules hard-code their dtype.
         """
         default = torch.get_default_dtype()
+        if default not in (torch.float16, torch.bfloat16):
+            return VectorQuantizer(dim=dim, channel_first=channel_first, **self)
         torch.set_default_dtype(torch.float32)
         try:
             return VectorQuantizer(dim=dim, channel_first=channel_first, **self)

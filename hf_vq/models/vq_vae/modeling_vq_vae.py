@@ -185,6 +185,14 @@ class VQVAEModel(VQVAEPreTrainedModel):
         self._check_pixel_values(pixel_values)
         return self.pre_quant_norm(self.quant_conv(self.encoder(pixel_values.to(self.quant_conv.weight.dtype))))
 
+    def _decode_codes(self, quantized: torch.Tensor) -> torch.Tensor:
+        """post_quant_conv → decoder, on z_q in row-major strides. With a size-1 dimension (one latent channel,
+        a latent row) tensors of other strides also count as contiguous, and CPU convolutions then take other
+        kernels (5e-16 apart in fp64): `forward` and `decode` must hand the decoder one layout to agree bit for bit."""
+        if quantized.stride() != torch.empty(quantized.shape, device="meta").stride():
+            quantized = quantized.clone(memory_format=torch.contiguous_format)
+        return self.decoder(self.post_quant_conv(quantized))
+
     def encode(self, pixel_values: torch.Tensor) -> VQVAEEncoderOutput:
         """Images (B, C, H, W) → latents z_e (B, D, H/f, W/f), their codes z_q and code indices (B, H/f, W/f).
 
@@ -211,10 +219,10 @@ class VQVAEModel(VQVAEPreTrainedModel):
                 raise ValueError(
                     f"code indices must be (batch_size, height, width), got shape {tuple(latents_or_indices.shape)}"
                 )
-            # lookup returns a channels-last view; CPU convolutions on it take other kernels (≈1e-5 drift). It is
-            # also in the quantizer's dtype, which stays fp32 in a half-precision model.
-            quantized = self.quantizer.lookup(latents_or_indices).contiguous().to(self.post_quant_conv.weight.dtype)
-        return self.decoder(self.post_quant_conv(quantized))
+            # lookup returns a channels-last view (made row-major by _decode_codes: other CPU convolution kernels
+            # drift by ≈1e-5) in the quantizer's dtype, which stays fp32 in a half-precision model.
+            quantized = self.quantizer.lookup(latents_or_indices).to(self.post_quant_conv.weight.dtype)
+        return self._decode_codes(quantized)
 
     def forward(self, pixel_values: torch.Tensor | None = None, return_dict: bool | None = None) -> VQVAEOutput:
         r"""
@@ -224,7 +232,7 @@ class VQVAEModel(VQVAEPreTrainedModel):
             Return a [`VQVAEOutput`] (default) instead of a tuple.
         """
         vq = self.quantizer(self._latents(pixel_values))
-        reconstruction = self.decoder(self.post_quant_conv(vq.quantized))
+        reconstruction = self._decode_codes(vq.quantized)
         reconstruction_loss = F.mse_loss(reconstruction.float(), pixel_values.float())  # fp32 even in a half model
         output = VQVAEOutput(
             loss=reconstruction_loss + vq.loss,
