@@ -20,6 +20,7 @@ from transformers import AutoImageProcessor, AutoModel, AutoModelForImageClassif
 from hf_vq import VQImageProcessor, VQVAEConfig, VQVAEModel, VQViTConfig, VQViTForImageClassification
 
 from . import single_threaded  # noqa: F401  (autouse fixture)
+from .test_model_cards import BLOCKER
 
 VIT = dict(image_size=16, patch_size=4, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
            intermediate_size=32, quantizer={"codebook_size": 8})
@@ -145,16 +146,8 @@ def test_folders_name_the_processor_only_in_the_model_config(folders):
 
 # -------------------------------------------------------------------------------------------- remote code
 
-CHILD = textwrap.dedent(
+CHILD = BLOCKER + textwrap.dedent(
     """
-    import sys
-
-    class BlockHfVq:
-        def find_spec(self, name, path=None, target=None):
-            if name == "hf_vq" or name.startswith("hf_vq."):
-                raise ImportError(f"{name} is blocked in this process")
-
-    sys.meta_path.insert(0, BlockHfVq())
     import numpy as np
     import torch
     from PIL import Image
