@@ -148,7 +148,7 @@ class QuantizerCheckpointMixin:
                         f"The checkpoint at {path} has {shape[1]}-dimensional codes ({key}: {shape}), but the config "
                         f"sets {cls._quantizer_dim_field}={dim}, the quantizer's dim."
                     )
-            if key.endswith(("quantizer.affine.scale", "quantizer.affine.ze_mean")) and shape[0] != settings["affine_groups"]:  # noqa: E501
+            if key.endswith(("quantizer.affine.scale", "quantizer.affine.ze_mean")) and shape[0] != settings["affine_groups"]:
                 return (
                     f"The checkpoint at {path} has {shape[0]} affine groups ({key}: {shape}), but the config sets "
                     f"quantizer.affine_groups={settings['affine_groups']}."
