@@ -12,13 +12,22 @@ from .models import (
     VQViTForImageClassification,
     VQViTModel,
 )
-from .quantization import AlternatingOptimizer, QuantizerOutput, VectorQuantizer, end_step
+from .quantization import (
+    AlternatingOptimizer,
+    GroupedVectorQuantizer,
+    QuantizerOutput,
+    ResidualVectorQuantizer,
+    VectorQuantizer,
+    end_step,
+)
 from .version import __version__ as __version__
 
 __all__ = [
     "AlternatingOptimizer",
+    "GroupedVectorQuantizer",
     "QuantizerConfig",
     "QuantizerOutput",
+    "ResidualVectorQuantizer",
     "VQImageProcessor",
     "VQVAEConfig",
     "VQVAEModel",

@@ -12,12 +12,33 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 from typing import Any
 
 import torch
 
+from ..quantization.composite import model_quantizers
 from ..quantization.layer import VectorQuantizer
+
+# A member of a residual/grouped quantizer in a state-dict key: `quantizer.levels.2.codebook_signal`.
+_MEMBER = re.compile(r"^quantizer\.(levels|groups)\.(\d+)\.")
+_MEMBER_FIELD = {"levels": "num_levels", "groups": "num_groups"}
+
+
+def _members(keys) -> dict[str, set[int]]:
+    """{"levels" or "groups": the member indices} found in state-dict `keys`."""
+    found: dict[str, set[int]] = {}
+    for match in filter(None, map(_MEMBER.match, keys)):
+        found.setdefault(match.group(1), set()).add(int(match.group(2)))
+    return found
+
+
+def _member_count_message(kind: str, saved: int, configured: int) -> str:
+    field = _MEMBER_FIELD[kind]
+    return (f"The checkpoint's quantizer has {saved} {kind}, but the config sets quantizer.{field}={configured}: load "
+            f"it with quantizer.{field}={saved} (e.g. from_pretrained(..., quantizer={{**config.quantizer, "
+            f"'{field}': {saved}}})).")
 
 
 def safetensors_header(path: str | os.PathLike) -> dict[str, Any]:
@@ -95,7 +116,7 @@ class QuantizerCheckpointMixin:
 
     @staticmethod
     def _quantizer_prefixes(model) -> list[str]:
-        return [f"{name}." for name, m in model.named_modules() if isinstance(m, VectorQuantizer)]
+        return [f"{name}." for name, m in model.named_modules() if m in model_quantizers(model)]
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
@@ -133,8 +154,13 @@ class QuantizerCheckpointMixin:
                 config if isinstance(config, (str, os.PathLike)) else path, return_unused_kwargs=True, **config_kwargs
             )
         settings, dim = config.quantizer, getattr(config, cls._quantizer_dim_field)
+        for kind, indices in _members(shapes).items():
+            if len(indices) != settings.get(_MEMBER_FIELD[kind]):
+                return _member_count_message(kind, len(indices), settings.get(_MEMBER_FIELD[kind]))
+        dim //= settings.get("num_groups", 1) if settings.get("type") == "group" else 1  # each group's codes
         for key, shape in shapes.items():
-            if key.endswith("quantizer.codebook_signal"):
+            plain = _MEMBER.sub("quantizer.", key)  # a level's or group's codebook is checked as the quantizer's
+            if plain.endswith("quantizer.codebook_signal"):
                 if shape[0] != settings["codebook_size"]:
                     return (
                         f"The checkpoint at {path} has a codebook of {shape[0]} codes ({key}: {shape}), but the "
@@ -148,7 +174,7 @@ class QuantizerCheckpointMixin:
                         f"The checkpoint at {path} has {shape[1]}-dimensional codes ({key}: {shape}), but the config "
                         f"sets {cls._quantizer_dim_field}={dim}, the quantizer's dim."
                     )
-            if key.endswith(("quantizer.affine.scale", "quantizer.affine.ze_mean")) and shape[0] != settings["affine_groups"]:
+            if plain.endswith(("quantizer.affine.scale", "quantizer.affine.ze_mean")) and shape[0] != settings["affine_groups"]:
                 return (
                     f"The checkpoint at {path} has {shape[0]} affine groups ({key}: {shape}), but the config sets "
                     f"quantizer.affine_groups={settings['affine_groups']}."
@@ -164,6 +190,7 @@ class QuantizerCheckpointMixin:
         unexpected = {k for k in info.get("unexpected_keys", ()) if k.startswith(prefixes)}
         if not unexpected and missing == {k for k in model.state_dict() if k.startswith(prefixes)}:
             return  # a checkpoint without a quantizer (e.g. a plain ViT): the codebook starts fresh
+        cls._raise_for_member_count(model, missing, unexpected)
         affine = sorted(k for k in missing | unexpected if ".affine." in k)
         if affine:
             raise ValueError(
@@ -171,3 +198,20 @@ class QuantizerCheckpointMixin:
                 f"{model.config.quantizer['affine']!r}: missing {sorted(missing)}, unexpected {sorted(unexpected)}. "
                 "Set quantizer.affine to the checkpoint's mode."
             )
+
+    @staticmethod
+    def _raise_for_member_count(model, missing: set[str], unexpected: set[str]) -> None:
+        """ValueError naming quantizer.num_levels / num_groups when the checkpoint has another number of them."""
+        keys = set(model.state_dict())
+        configured, extra = _members(keys), _members(unexpected)
+        loaded = _members(keys - missing)  # a member is in the checkpoint when any of its tensors loaded
+        if set(loaded) | set(extra) != set(configured):
+            raise ValueError(
+                f"The checkpoint's quantizer is not of the config's quantizer.type={model.config.quantizer['type']!r}: "
+                f"missing {sorted(missing)[:4]}..., unexpected {sorted(unexpected)[:4]}... Set quantizer.type (and its "
+                "options) as the checkpoint's config.json has them."
+            )
+        for kind, indices in configured.items():
+            saved = loaded.get(kind, set()) | extra.get(kind, set())
+            if saved != indices:
+                raise ValueError(_member_count_message(kind, len(saved), len(indices)))

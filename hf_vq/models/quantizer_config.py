@@ -1,15 +1,18 @@
-"""`QuantizerConfig`: the one place a model's `VectorQuantizer` settings live.
+"""`QuantizerConfig`: the one place a model's quantizer settings live.
 
-A model config stores it as its `quantizer` field, a JSON object in config.json holding every keyword of
-`VectorQuantizer.__init__` except the two the model decides (`dim`, `channel_first`):
+A model config stores it as its `quantizer` field, a JSON object in config.json holding the quantizer's type
+and every option of that type except the two the model decides (`dim`, `channel_first`):
 
-    "quantizer": {"codebook_size": 1024, "commitment_weight": 5.0, "beta": 0.995, "sync_nu": 0.01,
+    "quantizer": {"type": "vq", "codebook_size": 1024, "commitment_weight": 5.0, "beta": 0.995, "sync_nu": 0.01,
                   "affine": "learnable", "affine_lr_scale": 10.0, ...}
+    "quantizer": {"type": "residual", "codebook_size": 64, "num_levels": 4, "quantizer_dropout": false, ...}
+    "quantizer": {"type": "group", "codebook_size": 64, "num_groups": 4, ...}
 
-Every option is written out, defaults included, so a checkpoint keeps its behaviour when a library
-default changes. The valid keys are read from `VectorQuantizer`'s signature, so a new quantizer option is
-a config option without touching this file. An unknown key raises a `ValueError` naming it and listing
-the valid ones; values are checked by the layer's own `QuantizerOptions`, which allocates nothing.
+`type` names an entry of `hf_vq.quantization.registry` ("vq" when absent: configs saved before types existed);
+its option dataclasses give the valid keys and their defaults, so a new option or type is a config option
+without touching this file. Every option is written out, defaults included, so a checkpoint keeps its
+behaviour when a library default changes. An unknown key raises a `ValueError` naming it and listing the valid
+ones (or the type it belongs to); values are checked by the type's own validation, which allocates nothing.
 """
 
 from __future__ import annotations
@@ -18,31 +21,27 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
+from torch import nn
 
-from ..quantization.layer import VectorQuantizer
-from ..quantization.options import QuantizerOptions
+from ..quantization.registry import DEFAULT_TYPE, MODEL_DECIDED, QUANTIZER_TYPES, build_quantizer, quantizer_type
 
-# Set by the model from its own shape (hidden_size / latent_channels, token vs channel-first layout).
-MODEL_DECIDED = ("dim", "channel_first")
-
-
-def _signature_defaults() -> dict[str, Any]:
-    """{option: default} of `QuantizerOptions`, without the model-decided ones; codebook_size: None."""
-    defaults = {"codebook_size": None, **QuantizerOptions.defaults()}
-    return {name: value for name, value in defaults.items() if name not in MODEL_DECIDED}
+TYPE_KEY = "type"
 
 
 class QuantizerConfig(dict):
-    """Validated `VectorQuantizer` keyword arguments; a plain `dict` subclass, so it serialises as-is.
+    """Validated quantizer settings: `type` plus its keyword arguments; a plain `dict` subclass, so it serialises
+    as-is.
 
     Args:
-        settings: a mapping of quantizer options (e.g. the `quantizer` object of a config.json).
-        defaults: model-level defaults applied below `settings` (e.g. the paper's Table 6 values).
+        settings: a mapping of quantizer options (e.g. the `quantizer` object of a config.json); its `type`
+            (default "vq") chooses the quantizer.
+        defaults: model-level defaults applied below `settings` (e.g. the paper's Table 6 values); those that
+            are not options of the chosen type are left out.
         **kwargs: more options, applied above `settings`.
 
-    Options missing from all three take `VectorQuantizer`'s own defaults, so a `QuantizerConfig` is always
-    complete: given to a model config it sets every option, while a plain dict sets only the options it names
-    (the rest take the model's defaults). Items read as attributes too:
+    Options missing from all three take the type's own defaults, so a `QuantizerConfig` is always complete:
+    given to a model config it sets every option, while a plain dict sets only the options it names (the rest
+    take the model's defaults). Items read as attributes too:
     `config.quantizer.codebook_size == config.quantizer["codebook_size"]`.
     """
 
@@ -51,34 +50,46 @@ class QuantizerConfig(dict):
     ):
         super().__init__()
         given = {**dict(settings or {}), **kwargs}
+        kind = given.pop(TYPE_KEY, None) or DEFAULT_TYPE
+        spec = quantizer_type(kind)
+        super().__setitem__(TYPE_KEY, kind)
         for key in given:
             self._check_key(key)
-        full = _signature_defaults()
-        full.update(defaults or {})
+        full = {TYPE_KEY: kind, **spec.defaults()}
+        full.update({k: v for k, v in (defaults or {}).items() if k in full and k != TYPE_KEY})
         full.update(given)
-        if full.get("codebook_size") is None:
+        if "codebook_size" in full and full["codebook_size"] is None:  # implicit for codebook-free types
             raise ValueError("quantizer.codebook_size is required (the number of codes K)")
         super().update(full)
 
     @staticmethod
-    def valid_keys() -> list[str]:
-        return sorted(_signature_defaults())
+    def valid_keys(type_name: str | None = None) -> list[str]:
+        """The keys of a `quantizer` object of type `type_name` (default "vq")."""
+        return sorted([TYPE_KEY, *quantizer_type(type_name).option_names()])
 
-    @classmethod
-    def _check_key(cls, key: str) -> None:
+    @property
+    def options(self) -> dict[str, Any]:
+        """The quantizer's keyword arguments (everything but `type`)."""
+        return {k: v for k, v in self.items() if k != TYPE_KEY}
+
+    def _check_key(self, key: str, value: Any = None) -> None:
+        kind = self[TYPE_KEY]
         if key in MODEL_DECIDED:
             raise ValueError(
                 f"quantizer.{key} is set by the model (dim from its hidden width, channel_first from its layout); "
                 f"remove it from the `quantizer` settings"
             )
-        if key not in _signature_defaults():
-            raise ValueError(
-                f"Unknown quantizer option {key!r} (config field `quantizer.{key}`); valid options: "
-                f"{', '.join(cls.valid_keys())}"
-            )
+        if key == TYPE_KEY and value != kind:
+            raise ValueError(f"quantizer.type is {kind!r}; to change it assign a new dict to the config's `quantizer`")
+        if key != TYPE_KEY and key not in self.valid_keys(kind):
+            owners = sorted(name for name in QUANTIZER_TYPES if key in QUANTIZER_TYPES[name].option_names())
+            hint = (f"it is an option of quantizer.type {' / '.join(map(repr, owners))}" if owners
+                    else f"valid options: {', '.join(self.valid_keys(kind))}")
+            raise ValueError(f"Unknown quantizer option {key!r} (config field `quantizer.{key}`) for quantizer.type "
+                             f"{kind!r}; {hint}")
 
     def __setitem__(self, key: str, value: Any) -> None:
-        self._check_key(key)
+        self._check_key(key, value)
         super().__setitem__(key, value)
 
     def update(self, *args, **kwargs) -> None:
@@ -98,9 +109,9 @@ class QuantizerConfig(dict):
     def to_dict(self) -> dict[str, Any]:
         return dict(self)
 
-    def build(self, dim: int, channel_first: bool) -> VectorQuantizer:
-        """A fresh `VectorQuantizer(dim, channel_first=..., **self)`; in fp32 when torch's default dtype is fp16 or
-        bf16, else in the default dtype.
+    def build(self, dim: int, channel_first: bool) -> nn.Module:
+        """A fresh quantizer of `type`: e.g. `VectorQuantizer(dim, channel_first=..., **options)`; in fp32 when
+        torch's default dtype is fp16 or bf16, else in the default dtype.
 
         `PreTrainedModel._from_config(config, dtype=torch.float16)` builds the model under a half-precision
         default dtype; the models' `_keep_in_fp32_modules_strict = ["quantizer"]` promises an fp32 quantizer
@@ -109,17 +120,17 @@ class QuantizerConfig(dict):
         """
         default = torch.get_default_dtype()
         if default not in (torch.float16, torch.bfloat16):
-            return VectorQuantizer(dim=dim, channel_first=channel_first, **self)
+            return build_quantizer(self[TYPE_KEY], dim, channel_first, **self.options)
         torch.set_default_dtype(torch.float32)
         try:
-            return VectorQuantizer(dim=dim, channel_first=channel_first, **self)
+            return build_quantizer(self[TYPE_KEY], dim, channel_first, **self.options)
         finally:
             torch.set_default_dtype(default)
 
     def validate(self, dim: int, channel_first: bool) -> None:
         """Raise `ValueError` (naming the `quantizer.*` field) if the quantizer cannot be built."""
         try:
-            QuantizerOptions(dim=dim, channel_first=channel_first, **self)
+            quantizer_type(self[TYPE_KEY]).check(dim, channel_first, self.options)
         except (TypeError, ValueError) as error:
             raise ValueError(f"Invalid `quantizer` settings in the config: {error}") from error
 

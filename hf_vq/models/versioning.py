@@ -22,6 +22,7 @@ from typing import Any
 from packaging.version import Version
 
 from ..version import __version__, written_by_newer_release
+from ..quantization.registry import QUANTIZER_TYPES
 from .quantizer_config import QuantizerConfig
 
 VERSION_FIELD = "hf_vq_version"
@@ -97,5 +98,8 @@ class VersionedConfigMixin:
         unknown = sorted(k for k in config_dict if k not in known)
         quantizer = config_dict.get("quantizer")
         if isinstance(quantizer, dict):
-            unknown += sorted(f"quantizer.{k}" for k in quantizer if k not in QuantizerConfig.valid_keys())
+            kind = quantizer.get("type")
+            if kind is not None and kind not in QUANTIZER_TYPES:
+                return [*unknown, f"quantizer.type={kind!r}"]
+            unknown += sorted(f"quantizer.{k}" for k in quantizer if k not in QuantizerConfig.valid_keys(kind))
         return unknown

@@ -69,7 +69,8 @@ class LearnableAffine(nn.Module):
 
     def params(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(scale or W, bias) of eq 15: 1 + s·θ_scale (I + s·Θ), s·θ_bias."""
-        identity = torch.eye(self.scale.shape[-1], dtype=self.scale.dtype, device=self.scale.device) if self.full else 1.0
+        d = self.scale.shape[-1]
+        identity = torch.eye(d, dtype=self.scale.dtype, device=self.scale.device) if self.full else 1.0
         return identity + self.lr_scale * self.scale, self.lr_scale * self.bias
 
     def reset_parameters(self) -> None:
@@ -86,7 +87,8 @@ class EMAAffine(nn.Module):
     all-reduced (sums and counts), so every rank holds the statistics of the global batch.
     """
 
-    def __init__(self, dim: int, groups: int = 1, momentum: float = 0.1, eps: float = 1e-5, covariance: str = "diagonal"):
+    def __init__(self, dim: int, groups: int = 1, momentum: float = 0.1, eps: float = 1e-5,
+                 covariance: str = "diagonal"):
         super().__init__()
         self.momentum = momentum
         self.eps = eps
@@ -111,7 +113,8 @@ class EMAAffine(nn.Module):
     def reset_parameters(self) -> None:
         self.ze_mean.zero_()
         self.code_mean.zero_()
-        spread = torch.eye(self.ze_mean.shape[1], dtype=self.ze_var.dtype, device=self.ze_var.device) if self.full else 1.0
+        d = self.ze_mean.shape[1]
+        spread = torch.eye(d, dtype=self.ze_var.dtype, device=self.ze_var.device) if self.full else 1.0
         self.ze_var.zero_().add_(spread)
         self.code_var.zero_().add_(spread)
         self.initialized.fill_(False)
@@ -153,7 +156,8 @@ class EMAAffine(nn.Module):
         self.initialized.fill_(True)
 
 
-def build_affine(kind: str | None, dim: int, groups: int, covariance: str, lr_scale: float, momentum: float) -> nn.Module | None:
+def build_affine(kind: str | None, dim: int, groups: int, covariance: str, lr_scale: float,
+                 momentum: float) -> nn.Module | None:
     """The affine module for `VectorQuantizer(affine=kind, ...)`: None, "learnable" or "ema"."""
     if kind == "learnable":
         return LearnableAffine(dim, groups, lr_scale, covariance)

@@ -6,7 +6,7 @@ The forward runs in named stages, each next to the equations it implements:
     inner steps              alternated optimization, codebook only (eq 17; alternating.py)
     effective codebook       c = c_mean + c_std ⊙ c_signal (eq 15; affine.py)
     assign                   nearest code (eq 5) or sampled ∝ exp(−d/τ) (eq 12; search.py)
-    straight-through + loss  z_q with ∂z_q/∂z_e = I (eq 7), α·L_cmt (eqs 8–10), ν·g (eq 21)
+    straight-through + loss  z_q with ∂z_q/∂z_e = I (eq 7) or λR (rotation trick), α·L_cmt (eqs 8–10), ν·g (eq 21)
     update state             EMA codebook (eq 11), EMA affine (A.12), LRU clocks
 """
 
@@ -16,15 +16,15 @@ import contextlib
 import dataclasses
 import math
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .distributed import all_gather_rows, all_reduce_sum, broadcast, is_distributed
 from .affine import EMAAffine, LearnableAffine, apply_affine, build_affine, invert_affine
+from .distributed import all_gather_rows, all_reduce_sum, broadcast, is_distributed
 from .kmeans import kmeans
 from .options import QuantizerOptions, _require
 from .replacement import OptimizerStateResetter, sample_replacements, update_idle_steps
@@ -70,6 +70,41 @@ def histogram_perplexity(counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     return entropy.exp(), (counts > 0).float().mean()
 
 
+def check_features(z: torch.Tensor, dim: int, channel_first: bool, owner: str) -> None:
+    """Raise, naming `owner` and the fix, unless z is a floating tensor with `dim` features on its feature axis."""
+    _require(isinstance(z, torch.Tensor), f"{owner} input must be a torch.Tensor, got {type(z).__name__}", TypeError)
+    _require(z.is_floating_point(),
+             f"{owner} input must be a floating-point tensor, got {z.dtype}: cast it with .float()", TypeError)
+    axis = 1 if channel_first else -1
+    _require(z.dim() >= (2 if channel_first else 1),
+             f"{owner} input with channel_first={channel_first} needs at least {2 if channel_first else 1} dims, "
+             f"got shape {tuple(z.shape)}")
+    hint = ("; for (B, D, H, W) inputs pass channel_first=True"
+            if not channel_first and z.dim() > 2 and z.shape[1] == dim else "")
+    _require(z.shape[axis] == dim,
+             f"{owner} input has feature width {z.shape[axis]} on axis {axis} (shape {tuple(z.shape)}), "
+             f"but dim={dim}{hint}")
+
+
+def unflatten_features(z_q: torch.Tensor, index_shape: tuple[int, ...], dtype: torch.dtype, channel_first: bool):
+    """(N, D) rows → the input's layout: (*index_shape, D), or (B, D, *S) with channel_first, in `dtype`."""
+    z_q = z_q.view(*index_shape, z_q.shape[-1]).to(dtype)
+    if channel_first:
+        # contiguous in the input's (B, D, *S) layout: a channels-last view makes conv kernels differ.
+        z_q = z_q.movedim(-1, 1).contiguous()
+    return z_q
+
+
+def check_indices(indices: torch.Tensor, codebook_size: int) -> None:
+    """Raise unless `indices` is an integer tensor with values in [0, codebook_size)."""
+    _require(not indices.is_floating_point() and not indices.is_complex(),
+             f"indices must be an integer tensor, got {indices.dtype}", TypeError)
+    if indices.numel():
+        low, high = int(indices.min()), int(indices.max())
+        _require(low >= 0 and high < codebook_size,
+                 f"indices must lie in [0, {codebook_size}), got range [{low}, {high}]")
+
+
 class VectorQuantizer(nn.Module):
     """Vector quantization layer with the techniques of *Straightening Out the Straight-Through Estimator*.
 
@@ -107,6 +142,14 @@ class VectorQuantizer(nn.Module):
         check_finite: raise on NaN/Inf input in training (one reduction and host sync per call).
         step_on_forward: each training forward is one LRU step. Set False under gradient accumulation
             and call `end_step()` once per optimizer step (`hf_vq.quantization.end_step(model)`).
+        rotation_trick: the gradient reaches z_e through sg[λR]·z_e, R the rotation taking z_e's direction
+            to z_q's and λ = ‖z_q‖/‖z_e‖ (Fifty et al., ICLR 2025; rotation.py), instead of the identity
+            (eq 7). The forward value, the commitment loss and the codebook's gradient (ν·g included) are
+            unchanged. Composes with every other option. Default False.
+        codebook_parametrization: "direct" (default: c_signal is learned) or "simvq" (Zhu et al. 2024):
+            c_signal is a frozen random basis and the codes are c = W·c_signal + b with one learnable D×D
+            map, i.e. the full learnable affine (sets affine="learnable", affine_covariance="full"; "ema" raises)
+            over a basis that takes no gradient. `fold_affine()` bakes W into plain codes for inference.
 
     Shapes: input (..., D) or (B, D, *spatial) with channel_first; any floating dtype (computation in
     fp32, or fp64 for fp64 input; autocast is disabled inside). Output `QuantizerOutput`.
@@ -115,7 +158,8 @@ class VectorQuantizer(nn.Module):
     def __init__(self, dim: int, codebook_size: int, **options):
         super().__init__()
         unknown = sorted(set(options) - set(QuantizerOptions.names()))
-        _require(not unknown, f"Unknown VectorQuantizer option(s) {unknown}; valid: {', '.join(QuantizerOptions.names()[2:])}",
+        _require(not unknown,
+                 f"Unknown VectorQuantizer option(s) {unknown}; valid: {', '.join(QuantizerOptions.names()[2:])}",
                  TypeError)
         self.options = QuantizerOptions(dim, codebook_size, **options)
         for name, value in dataclasses.asdict(self.options).items():
@@ -123,7 +167,13 @@ class VectorQuantizer(nn.Module):
                 setattr(self, name, value)
 
         # c_signal of eq 15 (the plain codebook when there is no affine).
-        self.codebook_signal = nn.Parameter(torch.empty(codebook_size, dim), requires_grad=self.codebook_update == "gradient")
+        signal = torch.empty(codebook_size, dim)
+        if self.codebook_parametrization == "simvq":
+            # SimVQ's frozen basis is a buffer (same state_dict key): a loader that re-creates parameters
+            # (transformers' from_pretrained does) cannot make it trainable, and DDP sees no unused parameter.
+            self.register_buffer("codebook_signal", signal)
+        else:
+            self.codebook_signal = nn.Parameter(signal, requires_grad=self._signal_is_learned())
         self.affine = build_affine(self.options.affine, dim, self.affine_groups, self.affine_covariance,
                                    self.affine_lr_scale, self.affine_momentum)
         # Running state; all persistent so a checkpoint resumes the same LRU clock and init status.
@@ -154,7 +204,10 @@ class VectorQuantizer(nn.Module):
     def extra_repr(self) -> str:
         return (f"dim={self.dim}, codebook_size={self.codebook_size}, distance={self.distance!r}, beta={self.beta}, "
                 f"commitment_weight={self.commitment_weight}, affine={self.options.affine!r}, sync_nu={self.sync_nu}, "
-                f"replace_after={self.replace_after}, codebook_update={self.codebook_update!r}")
+                f"replace_after={self.replace_after}, codebook_update={self.codebook_update!r}"
+                + (", rotation_trick=True" if self.rotation_trick else "")
+                + (f", codebook_parametrization={self.codebook_parametrization!r}"
+                   if self.codebook_parametrization != "direct" else ""))
 
     @property
     def affine_mode(self) -> str | None:
@@ -162,10 +215,14 @@ class VectorQuantizer(nn.Module):
         warnings.warn("VectorQuantizer.affine_mode is deprecated; use .options.affine", FutureWarning, stacklevel=2)
         return self.options.affine
 
+    def _signal_is_learned(self) -> bool:
+        """c_signal takes gradients: not with the EMA rule (eq 11), and not as SimVQ's frozen basis."""
+        return self.codebook_update == "gradient" and self.codebook_parametrization == "direct"
+
     def codebook_parameters(self) -> list[nn.Parameter]:
         """Parameters of the codebook (c_signal and learnable affine): give them their own optimizer
         group without weight decay (A.1), or to an `AlternatingOptimizer`."""
-        params = [self.codebook_signal] if self.codebook_update == "gradient" else []
+        params = [self.codebook_signal] if self._signal_is_learned() else []
         if isinstance(self.affine, LearnableAffine):
             params += [self.affine.scale, self.affine.bias]
         return params
@@ -200,24 +257,33 @@ class VectorQuantizer(nn.Module):
 
     def lookup(self, indices: torch.Tensor) -> torch.Tensor:
         """Code vectors for int `indices`: (...) → (..., D), or (B, *S) → (B, D, *S) with channel_first."""
-        _require(not indices.is_floating_point() and not indices.is_complex(),
-                 f"indices must be an integer tensor, got {indices.dtype}", TypeError)
-        if indices.numel():
-            _require(int(indices.min()) >= 0 and int(indices.max()) < self.codebook_size,
-                     f"indices must lie in [0, {self.codebook_size}), got range [{int(indices.min())}, {int(indices.max())}]")
+        check_indices(indices, self.codebook_size)
         out = F.embedding(indices.long(), self.effective_codebook())
         if self.channel_first:
             out = out.movedim(-1, 1).contiguous()  # same layout as forward's output (conv kernels differ otherwise)
         return out
 
+    def get_codes(self, indices: torch.Tensor) -> torch.Tensor:
+        """The quantizer contract's name of `lookup`: the vectors `quantized` holds for these indices."""
+        return self.lookup(indices)
+
+    indices_to_codes = get_codes  # vector-quantize-pytorch's name
+
     @torch.no_grad()
-    def fold_affine(self) -> "VectorQuantizer":
-        """Bake the affine into plain codes (c_signal ← c_mean + W·c_signal) and drop it, so inference
-        needs no affine. Outputs are unchanged. Returns self."""
+    def fold_affine(self) -> VectorQuantizer:
+        """Bake the affine (or SimVQ's W) into plain codes (c_signal ← c_mean + W·c_signal) and drop it, so
+        inference needs no affine: the layer becomes `VectorQuantizer(dim, K, **self.options)` with these
+        codes (codebook_parametrization="direct"). Outputs are unchanged. Returns self."""
         if self.affine is not None:
-            self.codebook_signal.copy_(self._raw_codebook())
+            codes = self._raw_codebook()
             self.affine = None
-            self.options = dataclasses.replace(self.options, affine=None)
+            self.options = dataclasses.replace(self.options, affine=None, codebook_parametrization="direct")
+            if self.codebook_parametrization == "simvq":  # the frozen basis buffer becomes the plain codebook
+                del self._buffers["codebook_signal"]
+                self.codebook_parametrization = "direct"
+                self.codebook_signal = nn.Parameter(codes, requires_grad=self._signal_is_learned())
+            else:
+                self.codebook_signal.copy_(codes)
         return self
 
     def attach_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
@@ -239,7 +305,8 @@ class VectorQuantizer(nn.Module):
         flat, index_shape = self._prepare_input(z)
         if self._bypass:
             zero = flat.new_zeros((), dtype=torch.float32)
-            return QuantizerOutput(z, torch.zeros(index_shape, dtype=torch.long, device=z.device), zero, zero, zero, zero)
+            indices = torch.zeros(index_shape, dtype=torch.long, device=z.device)
+            return QuantizerOutput(z, indices, zero, zero, zero, zero)
         training = self.training
         with torch.autocast(device_type=flat.device.type, enabled=False):
             if training:
@@ -255,11 +322,13 @@ class VectorQuantizer(nn.Module):
             if training:
                 self._update_state(z_e.detach(), indices, counts)               # eq 11, A.12, LRU clocks
         perplexity, active_codes = histogram_perplexity(counts)
-        return QuantizerOutput(self._unflatten(z_q, index_shape, z.dtype), indices.view(index_shape),
-                               loss.float(), commitment.float(), perplexity, active_codes)
+        quantized = unflatten_features(z_q, index_shape, z.dtype, self.channel_first)
+        return QuantizerOutput(quantized, indices.view(index_shape), loss.float(), commitment.float(), perplexity,
+                               active_codes)
 
     def _straight_through(self, z: torch.Tensor, codebook: torch.Tensor, indices: torch.Tensor, inner: bool):
-        """z_q = c[k] with ∂z_q/∂z_e = I (eq 7), loss = α·L_cmt (eqs 8–10), codebook gradient ν·g (eq 21).
+        """z_q = c[k] with ∂z_q/∂z_e = I (eq 7) or λR (rotation trick), loss = α·L_cmt (eqs 8–10), codebook
+        gradient ν·g (eq 21).
 
         The codebook's β half comes from this loss in joint training, from the inner steps under
         alternation (whose ν·g is deferred to them), and from eq 11 with codebook_update="ema"."""
@@ -268,29 +337,16 @@ class VectorQuantizer(nn.Module):
         sink = self.alternating.sync_sink(self) if inner and self.sync_nu else None
         return straight_through(z, codebook, indices, sync_nu=self.sync_nu, commitment_weight=self.commitment_weight,
                                 beta=self.beta, codebook_term=self.codebook_update == "gradient" and not inner,
-                                sync_sink=sink)
+                                sync_sink=sink, rotation_trick=self.rotation_trick)
 
     # ------------------------------------------------------------------ input handling
-    def _check_input(self, z: torch.Tensor) -> None:
-        _require(isinstance(z, torch.Tensor), f"VectorQuantizer input must be a torch.Tensor, got {type(z).__name__}", TypeError)
-        _require(z.is_floating_point(),
-                 f"VectorQuantizer input must be a floating-point tensor, got {z.dtype}: cast it with .float()", TypeError)
-        axis = 1 if self.channel_first else -1
-        _require(z.dim() >= (2 if self.channel_first else 1),
-                 f"VectorQuantizer input with channel_first={self.channel_first} needs at least "
-                 f"{2 if self.channel_first else 1} dims, got shape {tuple(z.shape)}")
-        _require(z.shape[axis] == self.dim,
-                 f"VectorQuantizer input has feature width {z.shape[axis]} on axis {axis} (shape {tuple(z.shape)}), "
-                 f"but dim={self.dim}" + (
-                     "; for (B, D, H, W) inputs pass channel_first=True" if not self.channel_first and z.dim() > 2
-                     and z.shape[1] == self.dim else ""))
-
     def _prepare_input(self, z: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
         """Checked (N, D) view/copy of z in compute dtype, and the shape of the index tensor."""
-        self._check_input(z)
+        check_features(z, self.dim, self.channel_first, type(self).__name__)
         if self.channel_first:
             z = z.movedim(1, -1)
-        compute = torch.float64 if (z.dtype == torch.float64 or self.codebook_signal.dtype == torch.float64) else torch.float32
+        double = z.dtype == torch.float64 or self.codebook_signal.dtype == torch.float64
+        compute = torch.float64 if double else torch.float32
         flat = z.reshape(-1, self.dim).to(compute)
         # A finite sum proves every element finite (one reduction); the exact check only runs when it
         # is not (a NaN/Inf, or finite values whose sum overflows).
@@ -299,13 +355,6 @@ class VectorQuantizer(nn.Module):
                      "VectorQuantizer received NaN or Inf in its input during training; fix the upstream "
                      "activations (or pass check_finite=False to skip this check)")
         return flat, tuple(z.shape[:-1])
-
-    def _unflatten(self, z_q: torch.Tensor, index_shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
-        z_q = z_q.view(*index_shape, self.dim).to(dtype)
-        if self.channel_first:
-            # contiguous in the input's (B, D, *S) layout: a channels-last view makes conv kernels differ.
-            z_q = z_q.movedim(-1, 1).contiguous()
-        return z_q
 
     # ------------------------------------------------------------------ training-time state
     # ------------------------------------------------------------------ training-time state
@@ -390,4 +439,5 @@ class VectorQuantizer(nn.Module):
         all_reduce_sum(stats)
         hit = stats[:, -1] > 0
         means = stats[hit, :-1] / stats[hit, -1:]
-        self.codebook_signal[hit] = torch.lerp(self.codebook_signal[hit], means.to(self.codebook_signal.dtype), 1.0 - self.ema_decay)
+        self.codebook_signal[hit] = torch.lerp(self.codebook_signal[hit], means.to(self.codebook_signal.dtype),
+                                               1.0 - self.ema_decay)

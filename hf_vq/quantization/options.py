@@ -16,6 +16,7 @@ Distance = Literal["euclidean", "cosine"]
 CodebookUpdate = Literal["gradient", "ema"]
 Affine = Literal["learnable", "ema"]
 AffineCovariance = Literal["diagonal", "full"]
+CodebookParametrization = Literal["direct", "simvq"]
 
 
 def _is_int(x: Any) -> bool:
@@ -58,6 +59,8 @@ class QuantizerOptions:
     half_precision_search: bool = True
     check_finite: bool = True
     step_on_forward: bool = True
+    rotation_trick: bool = False
+    codebook_parametrization: CodebookParametrization = "direct"
 
     def __post_init__(self) -> None:
         for name in ("dim", "codebook_size"):
@@ -65,11 +68,14 @@ class QuantizerOptions:
             _require(_is_int(value), f"{name} must be an int, got {type(value).__name__}", TypeError)
             _require(value >= 1, f"{name} must be >= 1, got {value}")
         for name, choices in (("distance", Distance), ("codebook_update", CodebookUpdate),
-                              ("affine_covariance", AffineCovariance)):
-            _require(getattr(self, name) in get_args(choices), f"{name} must be one of {get_args(choices)}, got {getattr(self, name)!r}")
+                              ("affine_covariance", AffineCovariance),
+                              ("codebook_parametrization", CodebookParametrization)):
+            _require(getattr(self, name) in get_args(choices),
+                     f"{name} must be one of {get_args(choices)}, got {getattr(self, name)!r}")
         _require(self.affine is None or self.affine in get_args(Affine),
                  f"affine must be one of {(None, *get_args(Affine))}, got {self.affine!r}")
-        for name in ("beta", "commitment_weight", "ema_decay", "affine_lr_scale", "affine_momentum", "sync_nu", "replace_noise"):
+        for name in ("beta", "commitment_weight", "ema_decay", "affine_lr_scale", "affine_momentum", "sync_nu",
+                     "replace_noise"):
             value = getattr(self, name)
             _require(_is_number(value), f"{name} must be a number, got {type(value).__name__}", TypeError)
             _require(math.isfinite(value), f"{name} must be finite, got {value}")
@@ -84,19 +90,40 @@ class QuantizerOptions:
         )
         _require(self.affine_lr_scale > 0, f"affine_lr_scale must be > 0, got {self.affine_lr_scale}")
         _require(0.0 < self.affine_momentum <= 1.0, f"affine_momentum must be in (0, 1], got {self.affine_momentum}")
-        _require(_is_int(self.affine_groups), f"affine_groups must be an int, got {type(self.affine_groups).__name__}", TypeError)
+        _require(_is_int(self.affine_groups), f"affine_groups must be an int, got {type(self.affine_groups).__name__}",
+                 TypeError)
         _require(self.affine_groups >= 1 and self.codebook_size % self.affine_groups == 0,
                  f"affine_groups must be >= 1 and divide codebook_size={self.codebook_size}, got {self.affine_groups}")
         _require(self.sync_nu >= 0, f"sync_nu must be >= 0, got {self.sync_nu}")
-        _require(_is_int(self.replace_after), f"replace_after must be an int (steps), got {type(self.replace_after).__name__}", TypeError)
-        _require(self.replace_after >= 0, f"replace_after must be >= 0 (0 disables LRU replacement), got {self.replace_after}")
+        _require(_is_int(self.replace_after),
+                 f"replace_after must be an int (steps), got {type(self.replace_after).__name__}", TypeError)
+        _require(self.replace_after >= 0,
+                 f"replace_after must be >= 0 (0 disables LRU replacement), got {self.replace_after}")
         _require(self.replace_noise >= 0, f"replace_noise must be >= 0, got {self.replace_noise}")
-        _require(isinstance(self.kmeans_init, bool), f"kmeans_init must be a bool, got {type(self.kmeans_init).__name__}", TypeError)
-        _require(_is_int(self.kmeans_iters) and self.kmeans_iters >= 0, f"kmeans_iters must be an int >= 0, got {self.kmeans_iters!r}")
-        _require(self.stochastic_temperature is None or (_is_number(self.stochastic_temperature) and self.stochastic_temperature > 0),
+        for name in ("kmeans_init", "rotation_trick"):
+            _require(isinstance(getattr(self, name), bool),
+                     f"{name} must be a bool, got {type(getattr(self, name)).__name__}", TypeError)
+        if self.codebook_parametrization == "simvq":
+            self._resolve_simvq()
+        _require(_is_int(self.kmeans_iters) and self.kmeans_iters >= 0,
+                 f"kmeans_iters must be an int >= 0, got {self.kmeans_iters!r}")
+        tau = self.stochastic_temperature
+        _require(tau is None or (_is_number(tau) and tau > 0),
                  f"stochastic_temperature must be None or a number > 0, got {self.stochastic_temperature!r}")
         _require(self.chunk_size is None or (_is_int(self.chunk_size) and self.chunk_size >= 1),
                  f"chunk_size must be None or an int >= 1, got {self.chunk_size!r}")
+
+    def _resolve_simvq(self) -> None:
+        """SimVQ's codebook c = W·c_signal + b is the full learnable affine over a frozen c_signal: set
+        affine="learnable", affine_covariance="full". The covariance is overridden, not checked: model configs
+        always carry the default "diagonal" (and the paper's affine="learnable"), which cannot be told apart
+        from an explicit choice. An "ema" affine or codebook contradicts SimVQ and raises."""
+        _require(self.codebook_update == "gradient",
+                 "codebook_parametrization='simvq' learns its linear map by gradient: use codebook_update='gradient'")
+        _require(self.affine in (None, "learnable"),
+                 "codebook_parametrization='simvq' is the learnable full affine over a frozen basis; "
+                 f"affine={self.affine!r} contradicts it: leave affine unset (or 'learnable')")
+        self.affine, self.affine_covariance = "learnable", "full"
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:

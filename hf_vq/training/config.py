@@ -280,13 +280,12 @@ def _annotation(cls, name: str, annotation: Any) -> Any:
 def model_keys(config_class) -> dict[str, Key]:
     """The `model.*` keys of a task: the fields its config class adds to transformers' PreTrainedConfig, with the
     class defaults (a null default is derived from other fields, e.g. a ViT's quantizer_layer), and under
-    `model.quantizer.` the `VectorQuantizer` options the model does not decide, defaulting to the config class's
-    `quantizer_defaults`, then the layer's."""
+    `model.quantizer.` its `type` and the options of every registered quantizer type that the model does not
+    decide, defaulting to the config class's `quantizer_defaults`, then the type's."""
     from transformers import PreTrainedConfig
 
     from ..models.quantizer_config import MODEL_DECIDED
-    from ..quantization import VectorQuantizer
-    from ..quantization.options import QuantizerOptions
+    from ..quantization.registry import DEFAULT_TYPE, QUANTIZER_TYPES
 
     bookkeeping = {f.name for f in dataclasses.fields(PreTrainedConfig)}
     docs = _docs(*[c for c in config_class.__mro__ if c.__doc__ and issubclass(c, PreTrainedConfig)])
@@ -295,13 +294,37 @@ def model_keys(config_class) -> dict[str, Key]:
         if f.name in bookkeeping or f.name == "quantizer" or f.name.startswith("_"):
             continue
         keys[f"model.{f.name}"] = Key(_annotation(config_class, f.name, f.type), _default(f), docs.get(f.name, ""))
-    hints = typing.get_type_hints(QuantizerOptions)
-    docs = {name: re.sub(r"\s*Default \S+$", "", doc) for name, doc in _docs(VectorQuantizer).items()}  # the layer's
-    defaults = {**QuantizerOptions.defaults(), **config_class.quantizer_defaults}
-    for name in QuantizerOptions.names():
-        if name not in (*MODEL_DECIDED, "step_on_forward"):  # step_on_forward: set by the training loop
-            keys[f"model.quantizer.{name}"] = Key(hints[name], defaults.get(name), docs.get(name, ""))
+    keys["model.quantizer.type"] = Key(str, DEFAULT_TYPE, f"the quantizer: one of {', '.join(QUANTIZER_TYPES)}; "
+                                       "the keys below that belong to other types are left out")
+    for spec in QUANTIZER_TYPES.values():
+        defaults = {**spec.defaults(), **config_class.quantizer_defaults}
+        docs = _docs(spec.cls, *spec.option_classes)
+        docs = {name: re.sub(r"\s*Default \S+$", "", doc) for name, doc in docs.items()}
+        for options_class in spec.option_classes:
+            hints = typing.get_type_hints(options_class)
+            for f in dataclasses.fields(options_class):
+                path = f"model.quantizer.{f.name}"
+                # step_on_forward: set by the training loop
+                if f.name not in (*MODEL_DECIDED, "step_on_forward") and path not in keys:
+                    keys[path] = Key(hints[f.name], defaults.get(f.name), docs.get(f.name, ""))
     return keys
+
+
+def quantizer_of_its_type(settings: Mapping, table: KeyTable, where: str) -> dict:
+    """`model.quantizer` reduced to the keys of its `type`: the parser fills in every type's keys with their
+    defaults; another type's key set to something else is a ConfigError naming it."""
+    from ..models.quantizer_config import QuantizerConfig
+
+    kind = settings.get("type")
+    try:
+        valid = set(QuantizerConfig.valid_keys(kind))
+    except ValueError as err:
+        raise ConfigError(f"{where}: model.{err}") from None
+    for key, value in settings.items():
+        if key not in valid and value != table.keys[f"model.quantizer.{key}"].default:
+            raise ConfigError(f"{where}: model.quantizer.{key} is not an option of model.quantizer.type {kind!r}; "
+                              f"remove it or set the type it belongs to")
+    return {key: value for key, value in settings.items() if key in valid}
 
 
 class KeyTable:
@@ -471,6 +494,8 @@ def build_config(task: str, model_config_class=None, *, base: Mapping | None = N
         cfg = _run_config(parser, parser.parse_args(args))
     except ArgumentError as err:
         raise ConfigError(f"command line: {_message(err)}") from None
+    if "quantizer" in cfg.model:
+        cfg.model["quantizer"] = quantizer_of_its_type(cfg.model["quantizer"], table, source)
     if cfg.task != task:
         from .tasks import TASKS
 

@@ -22,18 +22,21 @@ import torch
 from torch import nn
 
 from .. import evaluation, metrics
-from ..quantization import find_quantizers
+from ..quantization import find_quantizers, model_quantizers
 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader, accelerator, task, mean: list[float], std: list[float]) -> dict:
     """Metrics of `model` on `loader` (an Accelerate-prepared test loader) for `task` (a `tasks.Task`).
     `mean`/`std` (per channel) map the model's pixels back to [0, 1]. Returns plain floats plus
-    "code_histogram" (a list of K ints). Every rank must call it (it gathers)."""
+    "code_histogram" (a list of K ints). Every rank must call it (it gathers). A residual or grouped quantizer's
+    M codebooks: the quantization error is its output's, perplexity and active codes are the means over the
+    codebooks (as its forward reports them), "code_histogram" sums the M histograms."""
     was_training = model.training
     model.eval()
     quantizers = find_quantizers(model)
     codebook_size = quantizers[0].codebook_size
+    codebooks = len(find_quantizers(model_quantizers(model)[0]))  # M: the indices' trailing axis when > 1
     errors = []  # per quantizer call of the batch: (B,) quantization error per example
 
     def capture(module, args, output) -> None:
@@ -42,8 +45,8 @@ def evaluate(model: nn.Module, loader, accelerator, task, mean: list[float], std
         per_vector = 0.5 * (z_e - z_q).pow(2).sum(1 if module.channel_first else -1)
         errors.append(per_vector.reshape(per_vector.shape[0], -1).mean(1))
 
-    handles = [vq.register_forward_hook(capture) for vq in quantizers]
-    histogram = torch.zeros(codebook_size, dtype=torch.long)
+    handles = [vq.register_forward_hook(capture) for vq in model_quantizers(model)]
+    histogram = torch.zeros(codebooks, codebook_size, dtype=torch.long)
     mean_t = torch.tensor(mean, dtype=torch.float32, device=accelerator.device).view(1, -1, 1, 1)
     std_t = torch.tensor(std, dtype=torch.float32, device=accelerator.device).view(1, -1, 1, 1)
     modules = {}
@@ -60,18 +63,19 @@ def evaluate(model: nn.Module, loader, accelerator, task, mean: list[float], std
                 "quantization_error": torch.stack(errors).mean(0),
                 "loss": out.loss.float().expand(b),
             }
+            codes = out.codebook_indices.reshape(b, -1, codebooks)
             inputs = {**task.evaluation_inputs(batch, out, lambda pixels: pixels * std_t + mean_t),
-                      "codebook": {"predictions": out.codebook_indices.reshape(b, -1)}}
+                      **{f"codebook_{m}": {"predictions": codes[..., m]} for m in range(codebooks)}}
             per_example, inputs = accelerator.gather_for_metrics((per_example, inputs))
             for name, arguments in inputs.items():
                 if name not in modules:
-                    modules[name] = evaluation.load(name)
+                    modules[name] = evaluation.load(name.rsplit("_", 1)[0] if name.startswith("codebook_") else name)
                 modules[name].add_batch(**{k: v.cpu().numpy() for k, v in arguments.items()})
-            codes = inputs["codebook"]["predictions"]
-            histogram += metrics.code_histogram(codes.cpu(), codebook_size)
+            for m in range(codebooks):
+                histogram[m] += metrics.code_histogram(inputs[f"codebook_{m}"]["predictions"].cpu(), codebook_size)
+            count += inputs["codebook_0"]["predictions"].shape[0]
             for name, values in per_example.items():
                 sums[name] = sums.get(name, 0.0) + float(values.double().sum())
-            count += codes.shape[0]
     finally:
         for handle in handles:
             handle.remove()
@@ -80,22 +84,24 @@ def evaluate(model: nn.Module, loader, accelerator, task, mean: list[float], std
 
     means = {name: total / max(1, count) for name, total in sums.items()}
     shared = {name: means.pop(name) for name in ("quantization_error", "loss")}
-    results = {name: module.compute(**({"codebook_size": codebook_size} if name == "codebook" else {}))
+    results = {name: module.compute(**({"codebook_size": codebook_size} if name.startswith("codebook_") else {}))
                for name, module in modules.items()}
     vectors = z_e.vectors()
     diagnostics = metrics.collapse_diagnostics(quantizers[0], vectors)
     if vectors.shape[0] >= 2:
         rank = evaluation.load("ze_effective_rank")
         diagnostics.update(rank.compute(predictions=vectors.reshape(-1, vectors.shape[-1]).numpy()))
-    codebook = results.pop("codebook")
+    # M codebooks (residual / grouped): the means over the codebooks, as the quantizer's forward reports them
+    usage = [results.pop(f"codebook_{m}") for m in range(codebooks)]
     return {
         **{key: value for result in results.values() for key, value in result.items()},
         **means,
-        **codebook,
+        "perplexity": sum(u["perplexity"] for u in usage) / codebooks,
+        "active_codes": sum(u["active_codes"] for u in usage) / codebooks,
         **shared,
         **diagnostics,
         "num_examples": count,
-        "code_histogram": histogram.tolist(),
+        "code_histogram": histogram.sum(0).tolist(),
     }
 
 

@@ -75,7 +75,7 @@ def test_defaults_are_the_papers_vit_tiny():
     }
     # every VectorQuantizer option is written out, so a checkpoint does not depend on library defaults
     options = set(QuantizerOptions.names()) - {"dim", "channel_first"}
-    assert set(config.to_dict()["quantizer"]) == options
+    assert set(config.to_dict()["quantizer"]) == options | {"type"} and config.quantizer["type"] == "vq"
 
 
 def test_quantizer_layer_defaults_to_half_depth_and_is_validated():

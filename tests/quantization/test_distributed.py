@@ -62,6 +62,9 @@ def worker(rank, world, port, options, alternate, out_dir):
         (dict(codebook_update="ema", replace_after=3), False),
         (dict(kmeans_init=True, replace_after=2, affine="learnable", affine_covariance="full", sync_nu=0.1), True),
         (dict(replace_after=2, affine="ema", affine_covariance="full"), False),
+        (dict(kmeans_init=True, replace_after=2, rotation_trick=True, sync_nu=0.1), False),
+        (dict(replace_after=2, codebook_parametrization="simvq", rotation_trick=True, sync_nu=0.1), True),
+        (dict(kmeans_init=True, codebook_parametrization="simvq"), False),
     ],
 )
 def test_two_processes_keep_identical_codebooks(tmp_path, options, alternate):

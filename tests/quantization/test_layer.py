@@ -265,6 +265,8 @@ OPTIONS = [
     {"codebook_update": "ema"},
     {"replace_after": 2, "kmeans_init": True, "sync_nu": 0.1},
     {"stochastic_temperature": 0.5},
+    {"rotation_trick": True, "sync_nu": 0.1},
+    {"codebook_parametrization": "simvq", "replace_after": 2},
 ]
 
 
@@ -357,6 +359,10 @@ BAD_ARGS = [
     (dict(kmeans_iters=-1), ValueError, "kmeans_iters"),
     (dict(stochastic_temperature=0.0), ValueError, "stochastic_temperature"),
     (dict(chunk_size=0), ValueError, "chunk_size"),
+    (dict(rotation_trick=1), TypeError, "rotation_trick"),
+    (dict(codebook_parametrization="lora"), ValueError, "codebook_parametrization"),
+    (dict(codebook_parametrization="simvq", codebook_update="ema"), ValueError, "codebook_update='gradient'"),
+    (dict(codebook_parametrization="simvq", affine="ema"), ValueError, "affine='ema'"),
 ]
 
 
@@ -419,6 +425,9 @@ TWO_PATH_OPTIONS = {
     "float64": {"dtype": torch.float64},
     "bf16 autocast": {"autocast": torch.bfloat16},
     "alternating+sync": {"alternating": True, "sync_nu": 0.2},
+    "rotation trick+affine+sync": {"rotation_trick": True, "affine": "learnable", "sync_nu": 0.3},
+    "rotation trick+cosine": {"rotation_trick": True, "distance": "cosine"},
+    "simvq+rotation trick": {"codebook_parametrization": "simvq", "rotation_trick": True, "sync_nu": 0.2},
 }
 
 

@@ -59,8 +59,11 @@ class VQVAEConfig(VersionedConfigMixin, QuantizerSettingsMixin, RemoteCodeConfig
             sample, as diffusers' GroupNorms (`latent_channels` must be a multiple of `norm_num_groups`).
             `to_diffusers()` needs `"none"`: `diffusers.VQModel` has no layer there.
         quantizer (`dict` or [`QuantizerConfig`], *optional*):
-            `VectorQuantizer` options (all but `dim` and `channel_first`); unset options take the paper's values
-            (1024 codes, α 5, β 0.995, ν 0.01, learnable affine with lr scale 10), then the layer's defaults.
+            The quantizer: `type` ("vq", the default: one `VectorQuantizer`; "residual": `ResidualVectorQuantizer`;
+            "group": `GroupedVectorQuantizer`) and its options (all but `dim` and `channel_first`; a residual or
+            grouped quantizer takes every `VectorQuantizer` option for its levels/groups, plus its own, e.g.
+            `num_levels`, `quantizer_dropout`, `num_groups`); unset options take the paper's values (1024 codes,
+            α 5, β 0.995, ν 0.01, learnable affine with lr scale 10), then the type's defaults.
     """
 
     model_type = "hf_vq_vae"

@@ -20,6 +20,7 @@ from transformers.modeling_utils import PreTrainedModel
 from transformers.utils import ModelOutput
 
 from ...quantization.layer import VectorQuantizer
+from ...quantization.registry import build_quantizer
 from ..inputs import check_pixel_values
 from ..loading import QuantizerCheckpointMixin, init_quantizer_weights
 from ..normalization import build_pre_quant_norm
@@ -40,7 +41,8 @@ class VQVAEEncoderOutput(ModelOutput):
         quantized (`torch.FloatTensor`, same shape as `latents`):
             Their codes z_q.
         codebook_indices (`torch.LongTensor` of shape `(batch_size, height / f, width / f)`):
-            Code index of each latent position.
+            Code index of each latent position; with a trailing axis of the levels used (`quantizer.type`
+            "residual") or of the groups ("group").
     """
 
     latents: torch.FloatTensor | None = None
@@ -65,9 +67,10 @@ class VQVAEOutput(DeprecatedCodebookUsage, ModelOutput):
         commitment_loss (`torch.FloatTensor` of shape `()`):
             L_cmt: mean over latent positions of ½‖z_e − z_q‖² (eqs 8–9); no gradient.
         codebook_indices (`torch.LongTensor` of shape `(batch_size, height / f, width / f)`):
-            Code index of each latent position.
+            Code index of each latent position; with a trailing axis of the levels used (`quantizer.type`
+            "residual") or of the groups ("group").
         perplexity (`torch.FloatTensor` of shape `()`):
-            2^H of the batch's code histogram (§5.1).
+            2^H of the batch's code histogram (§5.1); residual/group: the mean over the codebooks.
         active_codes (`torch.FloatTensor` of shape `()`):
             Fraction of the K codes selected at least once in the batch. Also readable as `codebook_usage`, a
             deprecated alias (FutureWarning) for one release.
@@ -110,6 +113,46 @@ class VQVAEPreTrainedModel(QuantizerCheckpointMixin, RemoteCodeModelMixin, PreTr
             super()._init_weights(module)
 
 
+# Quantizer types whose indices have a trailing axis of levels or groups. (Types, not classes: loaded as remote
+# code, the config and the model each import their own copy of the quantizer modules.)
+MULTI_CODEBOOK_TYPES = ("residual", "group")
+# Codes of the largest product codebook `to_diffusers()` writes for a grouped quantizer (K^G rows of D floats).
+MAX_PRODUCT_CODES = 65536
+
+
+def diffusers_codebook(quantizer: nn.Module, kind: str) -> torch.Tensor:
+    """(K', D) codebook of one diffusers `VectorQuantizer` that picks the same z_q as `quantizer` (of
+    `quantizer.type` `kind`), or ValueError.
+
+    A grouped quantizer's nearest code is the concatenation of each group's nearest code, since the squared
+    distance (and, for unit codes per group, the cosine) is a sum over the groups: its product codebook of K^G
+    codes, in row-major order of the group indices, is expressible up to `MAX_PRODUCT_CODES`. A residual
+    quantizer's levels search successive residuals, which one nearest-code search cannot do (unless Q = 1).
+    """
+    if kind == "residual":
+        if quantizer.num_levels > 1:
+            raise ValueError(
+                f"to_diffusers() cannot export quantizer.type='residual' with num_levels={quantizer.num_levels}: "
+                "diffusers' VQModel has one VectorQuantizer, a single nearest-code search, while residual VQ searches "
+                "each level on what the previous left. Keep this model in transformers format (save_pretrained / "
+                "from_pretrained, trust_remote_code=True), or train with quantizer.num_levels=1 to export."
+            )
+        return quantizer.levels[0].codebook
+    if kind == "group":
+        size = quantizer.codebook_size ** quantizer.num_groups
+        if size > MAX_PRODUCT_CODES:
+            raise ValueError(
+                f"to_diffusers() exports quantizer.type='group' as its product codebook of codebook_size**num_groups "
+                f"= {quantizer.codebook_size}**{quantizer.num_groups} = {size} codes, over the limit of "
+                f"{MAX_PRODUCT_CODES}: diffusers' VQModel has one VectorQuantizer over all latent channels. Use fewer "
+                "groups or a smaller quantizer.codebook_size to export, or keep this model in transformers format."
+            )
+        grids = torch.meshgrid(*[torch.arange(quantizer.codebook_size)] * quantizer.num_groups, indexing="ij")
+        indices = torch.stack([g.reshape(-1) for g in grids], dim=-1).to(quantizer.groups[0].codebook.device)
+        return torch.cat([group.codebook[indices[:, g]] for g, group in enumerate(quantizer.groups)], dim=-1)
+    return quantizer.codebook
+
+
 class VQVAEModel(VQVAEPreTrainedModel):
     """Vector-quantized auto-encoder: `encode` → latents and codes, `decode` ← latents or codes, `forward`
     → reconstruction and the training loss MSE + α·L_cmt."""
@@ -139,7 +182,9 @@ class VQVAEModel(VQVAEPreTrainedModel):
             config.pre_quant_norm, config.latent_channels, channel_first=True, eps=1e-6,
             num_groups=config.norm_num_groups,
         )
-        self.quantizer = config.quantizer.build(dim=config.latent_channels, channel_first=True)
+        # Built from this module's own imports, not by `config.quantizer.build`: loaded as remote code the config
+        # has its own copy of the quantizer modules, whose classes `_init_weights` would not recognise.
+        self.quantizer = build_quantizer(config.quantizer["type"], config.latent_channels, True, **config.quantizer.options)
         self.post_quant_conv = nn.Conv2d(config.latent_channels, config.latent_channels, 1)
         self.decoder = Decoder(
             in_channels=config.latent_channels,
@@ -206,7 +251,8 @@ class VQVAEModel(VQVAEPreTrainedModel):
     def decode(self, latents_or_indices: torch.Tensor) -> torch.Tensor:
         """Images (B, C, H, W) from latents z_e (B, D, h, w) as `encode` returns them (already through
         `pre_quant_norm`, which is not applied again), which are quantized first, or from integer code indices
-        (B, h, w)."""
+        (B, h, w); (B, h, w, n) for a residual quantizer (its first n levels: a lower bitrate for n < num_levels),
+        (B, h, w, G) for a grouped one."""
         if latents_or_indices.is_floating_point():
             if latents_or_indices.dim() != 4 or latents_or_indices.shape[1] != self.config.latent_channels:
                 raise ValueError(
@@ -215,10 +261,10 @@ class VQVAEModel(VQVAEPreTrainedModel):
                 )
             quantized = self.quantizer(latents_or_indices).quantized
         else:
-            if latents_or_indices.dim() != 3:
-                raise ValueError(
-                    f"code indices must be (batch_size, height, width), got shape {tuple(latents_or_indices.shape)}"
-                )
+            levels = self.config.quantizer["type"] in MULTI_CODEBOOK_TYPES
+            if latents_or_indices.dim() != 3 + levels:
+                expected = "(batch_size, height, width" + (", levels or groups)" if levels else ")")
+                raise ValueError(f"code indices must be {expected}, got shape {tuple(latents_or_indices.shape)}")
             # lookup returns a channels-last view (made row-major by _decode_codes: other CPU convolution kernels
             # drift by ≈1e-5) in the quantizer's dtype, which stays fp32 in a half-precision model.
             quantized = self.quantizer.lookup(latents_or_indices).to(self.post_quant_conv.weight.dtype)
@@ -253,10 +299,13 @@ class VQVAEModel(VQVAEPreTrainedModel):
 
         Its codebook is our effective one (`quantizer.codebook`: affine folded in, l2-normalised in cosine
         mode, where its Euclidean search over unit codes ranks codes as our cosine search does). Training
-        behaviour (β, ν, affine, LRU) does not carry over: diffusers' quantizer is a plain legacy VQ. Raises
-        `ValueError` for a model with a `pre_quant_norm`, which VQModel cannot express.
+        behaviour (β, ν, affine, LRU) does not carry over: diffusers' quantizer is a plain legacy VQ. A grouped
+        quantizer exports as its product codebook (see `diffusers_codebook`), so `decode(latents)` still matches;
+        diffusers' `encode`/`forward` give its product indices. Raises `ValueError` for what VQModel cannot
+        express: a `pre_quant_norm`, a residual quantizer of several levels, a product codebook too large.
         """
         config = self.config
+        codebook = diffusers_codebook(self.quantizer, config.quantizer["type"])
         if config.pre_quant_norm != "none":
             # VQModel.encode ends at quant_conv and decode quantizes its input as is: a normalization between
             # them has no place, and it cannot be folded into quant_conv (it is not linear in the latents).
@@ -279,14 +328,14 @@ class VQVAEModel(VQVAEPreTrainedModel):
             act_fn=config.act_fn,
             latent_channels=config.latent_channels,
             sample_size=config.image_size,
-            num_vq_embeddings=config.quantizer["codebook_size"],
+            num_vq_embeddings=codebook.shape[0],
             norm_num_groups=config.norm_num_groups,
             vq_embed_dim=config.latent_channels,
             scaling_factor=1.0,  # no latent normalisation was fitted; diffusers' 0.18215 belongs to SD's VAE
             mid_block_add_attention=config.mid_block_add_attention,
         )
         state = {k: v for k, v in self.state_dict().items() if not k.startswith("quantizer.")}
-        state["quantize.embedding.weight"] = self.quantizer.codebook
+        state["quantize.embedding.weight"] = codebook
         model.load_state_dict(state, strict=True)
         model = model.to(self.device)
         if model.dtype != self.dtype:  # diffusers warns on any dtype cast, so only cast when needed

@@ -24,6 +24,7 @@ from transformers.utils import ModelOutput, TransformersKwargs
 from transformers.utils.output_capturing import capture_outputs
 
 from ...quantization.layer import QuantizerOutput, VectorQuantizer
+from ...quantization.registry import build_quantizer
 from ..inputs import check_pixel_values
 from ..loading import QuantizerCheckpointMixin, init_quantizer_weights
 from ..normalization import build_pre_quant_norm
@@ -134,7 +135,8 @@ class VQViTPreTrainedModel(QuantizerCheckpointMixin, RemoteCodeModelMixin, PreTr
         self.pre_quant_norm = build_pre_quant_norm(
             config.pre_quant_norm, config.hidden_size, channel_first=False, eps=config.layer_norm_eps
         )
-        self.quantizer = config.quantizer.build(dim=config.hidden_size, channel_first=False)
+        # Built from this module's own imports (see VQVAEModel): as remote code the config has its own copy.
+        self.quantizer = build_quantizer(config.quantizer["type"], config.hidden_size, False, **config.quantizer.options)
 
     def get_input_embeddings(self):
         return self.vit.embeddings.patch_embeddings

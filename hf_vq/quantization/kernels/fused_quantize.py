@@ -24,7 +24,8 @@ from .cpu_extension import native_backward, native_forward, native_supports
 CHUNK_ELEMENTS = 2**18
 
 
-def _row_chunks(n: int, d: int):
+def row_chunks(n: int, d: int):
+    """(start, end) of consecutive row blocks of an (n, d) tensor, about CHUNK_ELEMENTS elements each."""
     step = max(1, CHUNK_ELEMENTS // max(1, d))
     for start in range(0, n, step):
         yield start, min(n, start + step)
@@ -60,7 +61,7 @@ def quantize_forward(
         indices = nearest_code(z, codebook, **search_options)
     z_q = codebook.index_select(0, indices)
     sse = torch.zeros((), dtype=torch.float64, device=z.device)
-    for start, end in _row_chunks(*z.shape):
+    for start, end in row_chunks(*z.shape):
         sse += (z[start:end] - z_q[start:end]).double().square_().sum()  # each difference rounded as the kernel's
     return indices, z_q, sse
 
@@ -92,7 +93,7 @@ def quantize_backward(
         return native_backward(z, codebook, indices, grad_zq, a, b, nu, need_z=need_z, need_codebook=need_codebook)
     grad_z = torch.empty_like(z) if need_z else None
     grad_codebook = torch.zeros_like(codebook) if need_codebook else None
-    for start, end in _row_chunks(*z.shape):
+    for start, end in row_chunks(*z.shape):
         idx = indices[start:end]
         g = grad_zq[start:end] if grad_zq is not None else None
         diff = z[start:end] - codebook.index_select(0, idx)  # z − z_q
