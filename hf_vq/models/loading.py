@@ -10,10 +10,12 @@ reading shapes from the safetensors header, without loading any tensor.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import struct
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -69,6 +71,26 @@ def checkpoint_shapes(pretrained_model_name_or_path, **hub_kwargs) -> dict[str, 
     for file in files:
         shapes.update({k: v["shape"] for k, v in safetensors_header(file).items() if k != "__metadata__"})
     return shapes
+
+
+@contextlib.contextmanager
+def quantizer_dtype() -> Iterator[None]:
+    """Build the model's quantizer inside this block: in fp32 when torch's default dtype is fp16 or bf16.
+
+    `PreTrainedModel._from_config(config, dtype=torch.float16)` builds the model under a half-precision default
+    dtype; the models' `_keep_in_fp32_modules_strict = ["quantizer"]` promises an fp32 quantizer (codes gathered at
+    full precision, A.1), which only `from_pretrained` enforces, so it is built in fp32 here, as transformers' own
+    strict-fp32 modules hard-code their dtype. Other default dtypes (fp32, fp64) are left alone.
+    """
+    default = torch.get_default_dtype()
+    if default not in (torch.float16, torch.bfloat16):
+        yield
+        return
+    torch.set_default_dtype(torch.float32)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(default)
 
 
 def init_quantizer_weights(module: VectorQuantizer) -> None:

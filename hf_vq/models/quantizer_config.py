@@ -20,7 +20,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import torch
 from torch import nn
 
 from ..quantization.registry import DEFAULT_TYPE, MODEL_DECIDED, QUANTIZER_TYPES, build_quantizer, quantizer_type
@@ -110,22 +109,8 @@ class QuantizerConfig(dict):
         return dict(self)
 
     def build(self, dim: int, channel_first: bool) -> nn.Module:
-        """A fresh quantizer of `type`: e.g. `VectorQuantizer(dim, channel_first=..., **options)`; in fp32 when
-        torch's default dtype is fp16 or bf16, else in the default dtype.
-
-        `PreTrainedModel._from_config(config, dtype=torch.float16)` builds the model under a half-precision
-        default dtype; the models' `_keep_in_fp32_modules_strict = ["quantizer"]` promises an fp32 quantizer
-        (codes gathered at full precision, A.1), which only `from_pretrained` enforces, so it is built in fp32
-        here, as transformers' own strict-fp32 modules hard-code their dtype.
-        """
-        default = torch.get_default_dtype()
-        if default not in (torch.float16, torch.bfloat16):
-            return build_quantizer(self[TYPE_KEY], dim, channel_first, **self.options)
-        torch.set_default_dtype(torch.float32)
-        try:
-            return build_quantizer(self[TYPE_KEY], dim, channel_first, **self.options)
-        finally:
-            torch.set_default_dtype(default)
+        """A fresh quantizer of `type`: e.g. `VectorQuantizer(dim, channel_first=..., **options)`."""
+        return build_quantizer(self[TYPE_KEY], dim, channel_first, **self.options)
 
     def validate(self, dim: int, channel_first: bool) -> None:
         """Raise `ValueError` (naming the `quantizer.*` field) if the quantizer cannot be built."""

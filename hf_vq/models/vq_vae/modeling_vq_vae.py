@@ -22,7 +22,7 @@ from transformers.utils import ModelOutput
 from ...quantization.layer import VectorQuantizer
 from ...quantization.registry import build_quantizer
 from ..inputs import check_pixel_values
-from ..loading import QuantizerCheckpointMixin, init_quantizer_weights
+from ..loading import QuantizerCheckpointMixin, init_quantizer_weights, quantizer_dtype
 from ..normalization import build_pre_quant_norm
 from ..outputs import DeprecatedCodebookUsage
 from ..remote_code import RemoteCodeModelMixin
@@ -184,7 +184,9 @@ class VQVAEModel(VQVAEPreTrainedModel):
         )
         # Built from this module's own imports, not by `config.quantizer.build`: loaded as remote code the config
         # has its own copy of the quantizer modules, whose classes `_init_weights` would not recognise.
-        self.quantizer = build_quantizer(config.quantizer["type"], config.latent_channels, True, **config.quantizer.options)
+        with quantizer_dtype():
+            self.quantizer = build_quantizer(config.quantizer["type"], config.latent_channels, True,
+                                             **config.quantizer.options)
         self.post_quant_conv = nn.Conv2d(config.latent_channels, config.latent_channels, 1)
         self.decoder = Decoder(
             in_channels=config.latent_channels,

@@ -26,7 +26,7 @@ from transformers.utils.output_capturing import capture_outputs
 from ...quantization.layer import QuantizerOutput, VectorQuantizer
 from ...quantization.registry import build_quantizer
 from ..inputs import check_pixel_values
-from ..loading import QuantizerCheckpointMixin, init_quantizer_weights
+from ..loading import QuantizerCheckpointMixin, init_quantizer_weights, quantizer_dtype
 from ..normalization import build_pre_quant_norm
 from ..outputs import DeprecatedCodebookUsage
 from ..remote_code import RemoteCodeModelMixin
@@ -136,7 +136,9 @@ class VQViTPreTrainedModel(QuantizerCheckpointMixin, RemoteCodeModelMixin, PreTr
             config.pre_quant_norm, config.hidden_size, channel_first=False, eps=config.layer_norm_eps
         )
         # Built from this module's own imports (see VQVAEModel): as remote code the config has its own copy.
-        self.quantizer = build_quantizer(config.quantizer["type"], config.hidden_size, False, **config.quantizer.options)
+        with quantizer_dtype():
+            self.quantizer = build_quantizer(config.quantizer["type"], config.hidden_size, False,
+                                             **config.quantizer.options)
 
     def get_input_embeddings(self):
         return self.vit.embeddings.patch_embeddings
