@@ -66,7 +66,8 @@ class ImageTransform:
         self.label_column = label_column
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
-        out = {"pixel_values": list(self.processor(images=batch[self.image_column], return_tensors="pt")["pixel_values"])}
+        pixels = self.processor(images=batch[self.image_column], return_tensors="pt")["pixel_values"]
+        out = {"pixel_values": list(pixels)}
         if self.label_column in batch:
             out["labels"] = list(batch[self.label_column])
         return out
