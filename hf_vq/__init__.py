@@ -5,6 +5,7 @@ Importing hf_vq registers the VQ-ViT and VQ-VAE models with transformers' Auto c
 
 from .models import (
     QuantizerConfig,
+    VQImageProcessor,
     VQVAEConfig,
     VQVAEModel,
     VQViTConfig,
@@ -27,6 +28,7 @@ __all__ = [
     "QuantizerConfig",
     "QuantizerOutput",
     "ResidualVectorQuantizer",
+    "VQImageProcessor",
     "VQVAEConfig",
     "VQVAEModel",
     "VQViTConfig",

@@ -175,6 +175,30 @@ def _techniques(settings: Mapping, training_args: Mapping) -> list[str]:
     return out
 
 
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {seconds:02d} s" if minutes else f"{seconds} s"
+
+
+def _training_length(training: Mapping) -> str | None:
+    """"N optimizer steps (E epochs of M examples), T of training on P process(es)" from a training run's facts
+    (`steps`, `steps_per_epoch`, `train_examples`, `train_seconds`, `num_processes`); None without `steps`."""
+    steps = training.get("steps")
+    if not isinstance(steps, int) or isinstance(steps, bool):
+        return None
+    text = f"{steps:,} optimizer steps"
+    per_epoch, examples = training.get("steps_per_epoch"), training.get("train_examples")
+    if isinstance(per_epoch, int) and per_epoch > 0:
+        of = f" of {examples:,} examples" if isinstance(examples, int) else ""
+        text += f" ({steps / per_epoch:.3g} epochs{of})"
+    if isinstance(training.get("train_seconds"), (int, float)):
+        text += f", {_duration(training['train_seconds'])} of training"
+        processes = training.get("num_processes")
+        text += f" on {processes} process{'es' if processes != 1 else ''}" if isinstance(processes, int) else ""
+    return text
+
+
 def _eval_results(
     eval_results: Mapping[str, float] | None, task_type: str, dataset_id: str | None, dataset_name: str | None,
     dataset_split: str | None,
@@ -313,6 +337,9 @@ def render_model_card(
         num_channels=getattr(config, "num_channels", 3),
         auto_class=auto_class,
         has_remote_code=bool(getattr(config, "auto_map", None) or getattr(config, "remote_code_auto_map", None)),
+        exports_to_diffusers=callable(getattr(model, "to_diffusers", None))
+        and getattr(config, "pre_quant_norm", "none") == "none",
+        training_length=_training_length(training),
         task=task,
         dataset_name=dataset_name or dataset_id,
         dataset_id=dataset_id,

@@ -140,8 +140,7 @@ def test_push_one_commit_with_exact_files(vit, plots, hub_calls, tmp_path):
                    "LRU replacement after (steps, 0 = off) | `20` |",
                    "k-means initialisation (A.7) | `yes` |", "## Codebook usage", "| Perplexity 2^H | 412.5 |",
                    "## Evaluation results", "| Accuracy | 0.8125 |", "`learning_rate`",
-                   "import hf_vq", 'AutoModelForImageClassification.from_pretrained("me/tiny-vq-vit")',
-                   'AutoImageProcessor.from_pretrained("me/tiny-vq-vit")',
+                   "import hf_vq", 'pipeline("image-classification", model="me/tiny-vq-vit")',
                    "![loss](plots/loss.png)", "![codebook usage](plots/codebook_usage.png)",
                    "@inproceedings{huh2023straightening",
                    "Huh, Minyoung and Cheung, Brian and Agrawal, Pulkit and Isola, Phillip"):

@@ -15,23 +15,24 @@ RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BI
 
 def image_processor(image_size: int | tuple[int, int], mean: Sequence[float], std: Sequence[float],
                     resample: str = "bicubic"):
-    """A ViT image processor (PIL backend): resize to `image_size` (int: square, or (height, width)) with PIL's
-    antialiased `resample` ("bicubic" or "bilinear"; a no-op at that size already), x/255, then (x − mean)/std
-    with one mean and std per channel."""
-    from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
+    """The models' `VQImageProcessor` (PIL backend): convert to `len(mean)` channels (1: greyscale as PIL's mode
+    "L", 3: RGB), resize to `image_size` (int: square, or (height, width)) with PIL's antialiased `resample`
+    ("bicubic" or "bilinear"; a no-op at that size already), x/255, then (x − mean)/std with one mean and std
+    per channel."""
+    from ..models.image_processing_vq import VQImageProcessor
 
     height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
-    return ViTImageProcessorPil(
-        do_resize=True, size={"height": height, "width": width}, resample=RESAMPLE[resample],
-        do_rescale=True, rescale_factor=1 / 255, do_normalize=True, image_mean=list(mean), image_std=list(std),
+    return VQImageProcessor(
+        do_resize=True, size={"height": height, "width": width}, resample=RESAMPLE[resample], do_rescale=True,
+        rescale_factor=1 / 255, do_normalize=True, image_mean=list(mean), image_std=list(std), num_channels=len(mean),
     )
 
 
 class ImageTransform:
     """Batch transform for ``Dataset.with_transform``: PIL images -> normalised float tensors.
 
-    Each image is converted to ``num_channels`` (1: PIL mode "L", 3: "RGB"; alpha is dropped), then goes through
-    ``self.processor``, the `image_processor` of ``image_size`` and ``resample`` ("bicubic" or "bilinear") with
+    Each image goes through ``self.processor``, the `image_processor` of ``image_size``, ``num_channels`` (it
+    converts to 1: PIL mode "L", or 3: "RGB"; alpha is dropped) and ``resample`` ("bicubic" or "bilinear") with
     the mean and std of ``normalize``: "minus_one_one" -> [-1, 1], "zero_one" -> [0, 1], or ``(mean, std)``
     (scalars or one value per channel) -> (x - mean) / std, x in [0, 1].
 
@@ -61,13 +62,12 @@ class ImageTransform:
             raise ValueError(f"mean and std need 1 or {num_channels} values, got {mean} and {std}")
         per_channel = [v * (num_channels // len(v)) for v in (mean, std)]
         self.processor = image_processor(image_size, *per_channel, resample)
-        self.mode = "L" if num_channels == 1 else "RGB"
         self.image_column = image_column
         self.label_column = label_column
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
-        images = [image.convert(self.mode) for image in batch[self.image_column]]
-        out = {"pixel_values": list(self.processor(images=images, return_tensors="pt")["pixel_values"])}
+        pixels = self.processor(images=batch[self.image_column], return_tensors="pt")["pixel_values"]
+        out = {"pixel_values": list(pixels)}
         if self.label_column in batch:
             out["labels"] = list(batch[self.label_column])
         return out

@@ -1,11 +1,13 @@
 """Hugging Face models around `VectorQuantizer`: VQ-ViT (transformers) and VQ-VAE (diffusers blocks).
 
 Importing this package registers both with the transformers Auto classes (AutoConfig, AutoModel,
-AutoModelForImageClassification, and ViT's image processors for VQ-ViT), so `AutoModel.from_pretrained`
+AutoModelForImageClassification, and `VQImageProcessor` with AutoImageProcessor), so `AutoModel.from_pretrained`
 and `pipeline("image-classification", ...)` load saved models with the local code. Saved folders also
-carry that code (see `remote_code.py`) for `trust_remote_code=True` where hf_vq is not installed.
+carry that code (see `remote_code.py`; the processor's file is saved with it) for `trust_remote_code=True`
+where hf_vq is not installed.
 """
 
+from .image_processing_vq import VQImageProcessor
 from .quantizer_config import QuantizerConfig
 from .vq_vae import VQVAEConfig, VQVAEEncoderOutput, VQVAEModel, VQVAEOutput
 from .vq_vit import VQViTConfig, VQViTForImageClassification, VQViTImageClassifierOutput, VQViTModel, VQViTModelOutput
@@ -14,18 +16,14 @@ from .vq_vit import VQViTConfig, VQViTForImageClassification, VQViTImageClassifi
 def register_auto_classes() -> None:
     """Register the models with transformers' Auto classes (idempotent)."""
     from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageClassification
-    from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
-    from transformers.utils import is_torchvision_available
 
     AutoConfig.register(VQViTConfig.model_type, VQViTConfig, exist_ok=True)
     AutoModel.register(VQViTConfig, VQViTModel, exist_ok=True)
     AutoModelForImageClassification.register(VQViTConfig, VQViTForImageClassification, exist_ok=True)
-    processors = {"pil": ViTImageProcessorPil}
-    if is_torchvision_available():  # the default backend; without torchvision transformers falls back to PIL
-        from transformers.models.vit.image_processing_vit import ViTImageProcessor
-
-        processors["torchvision"] = ViTImageProcessor
-    AutoImageProcessor.register(VQViTConfig, image_processor_classes=processors, exist_ok=True)
+    # PIL backend only: it is the one that converts channels (see image_processing_vq.py); a folder whose
+    # preprocessor_config.json names ViT's processor still loads that one, by its name.
+    for config_class in (VQViTConfig, VQVAEConfig):
+        AutoImageProcessor.register(config_class, image_processor_classes={"pil": VQImageProcessor}, exist_ok=True)
 
     AutoConfig.register(VQVAEConfig.model_type, VQVAEConfig, exist_ok=True)
     AutoModel.register(VQVAEConfig, VQVAEModel, exist_ok=True)
@@ -35,6 +33,7 @@ register_auto_classes()
 
 __all__ = [
     "QuantizerConfig",
+    "VQImageProcessor",
     "VQVAEConfig",
     "VQVAEEncoderOutput",
     "VQVAEModel",

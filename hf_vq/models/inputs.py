@@ -11,7 +11,9 @@ def check_pixel_values(pixel_values: torch.Tensor | None, num_channels: int, mod
     if pixel_values is None:
         raise ValueError("You have to specify pixel_values")
     if pixel_values.dim() != 4:
-        raise ValueError(f"pixel_values must be (batch_size, num_channels, height, width), got shape {tuple(pixel_values.shape)}")
+        raise ValueError(
+            f"pixel_values must be (batch_size, num_channels, height, width), got shape {tuple(pixel_values.shape)}"
+        )
     if not pixel_values.is_floating_point():
         raise TypeError(
             f"pixel_values must be a floating-point tensor, got {pixel_values.dtype}: preprocess images with the "

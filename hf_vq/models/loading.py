@@ -10,10 +10,12 @@ reading shapes from the safetensors header, without loading any tensor.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import struct
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -71,6 +73,26 @@ def checkpoint_shapes(pretrained_model_name_or_path, **hub_kwargs) -> dict[str, 
     return shapes
 
 
+@contextlib.contextmanager
+def quantizer_dtype() -> Iterator[None]:
+    """Build the model's quantizer inside this block: in fp32 when torch's default dtype is fp16 or bf16.
+
+    `PreTrainedModel._from_config(config, dtype=torch.float16)` builds the model under a half-precision default
+    dtype; the models' `_keep_in_fp32_modules_strict = ["quantizer"]` promises an fp32 quantizer (codes gathered at
+    full precision, A.1), which only `from_pretrained` enforces, so it is built in fp32 here, as transformers' own
+    strict-fp32 modules hard-code their dtype. Other default dtypes (fp32, fp64) are left alone.
+    """
+    default = torch.get_default_dtype()
+    if default not in (torch.float16, torch.bfloat16):
+        yield
+        return
+    torch.set_default_dtype(torch.float32)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(default)
+
+
 def init_quantizer_weights(module: VectorQuantizer) -> None:
     """`_init_weights` for a `VectorQuantizer`: `reset_parameters()` unless from_pretrained loaded its state.
 
@@ -122,7 +144,9 @@ class QuantizerCheckpointMixin:
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
         output_loading_info = kwargs.pop("output_loading_info", False)
         try:
-            model, info = super().from_pretrained(pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs)
+            model, info = super().from_pretrained(
+                pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs
+            )
         except RuntimeError as error:
             if not kwargs.get("ignore_mismatched_sizes", False):
                 try:
@@ -139,13 +163,15 @@ class QuantizerCheckpointMixin:
     @classmethod
     def _quantizer_shape_problem(cls, path, kwargs: dict) -> str | None:
         """A message naming the `quantizer.*` (or dim) field if the checkpoint's quantizer shapes differ."""
-        hub_kwargs = {k: kwargs[k] for k in ("cache_dir", "revision", "subfolder", "token") if kwargs.get(k) is not None}
+        hub_keys = ("cache_dir", "revision", "subfolder", "token")
+        hub_kwargs = {k: kwargs[k] for k in hub_keys if kwargs.get(k) is not None}
         shapes = checkpoint_shapes(path, **hub_kwargs)
         if not shapes:
             return None
         config = kwargs.get("config")
         if not isinstance(config, cls.config_class):
-            config_kwargs = {k: v for k, v in kwargs.items() if k not in ("config", "dtype", "torch_dtype", "device_map")}
+            not_config = ("config", "dtype", "torch_dtype", "device_map")
+            config_kwargs = {k: v for k, v in kwargs.items() if k not in not_config}
             config, _ = cls.config_class.from_pretrained(
                 config if isinstance(config, (str, os.PathLike)) else path, return_unused_kwargs=True, **config_kwargs
             )
@@ -159,10 +185,11 @@ class QuantizerCheckpointMixin:
             if plain.endswith("quantizer.codebook_signal"):
                 if shape[0] != settings["codebook_size"]:
                     return (
-                        f"The checkpoint at {path} has a codebook of {shape[0]} codes ({key}: {shape}), but the config "
-                        f"sets quantizer.codebook_size={settings['codebook_size']}. Load it with "
-                        f"quantizer.codebook_size={shape[0]} (e.g. from_pretrained(..., quantizer={{**config.quantizer, "
-                        f"'codebook_size': {shape[0]}}})), or pass ignore_mismatched_sizes=True to start from a fresh codebook."
+                        f"The checkpoint at {path} has a codebook of {shape[0]} codes ({key}: {shape}), but the "
+                        f"config sets quantizer.codebook_size={settings['codebook_size']}. Load it with "
+                        f"quantizer.codebook_size={shape[0]} (e.g. from_pretrained(..., quantizer="
+                        f"{{**config.quantizer, 'codebook_size': {shape[0]}}})), or pass ignore_mismatched_sizes=True "
+                        "to start from a fresh codebook."
                     )
                 if shape[1] != dim:
                     return (

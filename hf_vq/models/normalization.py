@@ -14,7 +14,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
 PRE_QUANT_NORMS = ("none", "layernorm", "groupnorm")
 
 
@@ -22,7 +21,8 @@ def check_pre_quant_norm(value: object, allowed: tuple[str, ...], hint: str = ""
     """Raise `ValueError` naming the `pre_quant_norm` field unless `value` is one of `allowed`."""
     if not isinstance(value, str) or value not in allowed:
         raise ValueError(
-            f"pre_quant_norm must be one of {', '.join(map(repr, allowed))}, got {value!r}" + (f"; {hint}" if hint else "")
+            f"pre_quant_norm must be one of {', '.join(map(repr, allowed))}, got {value!r}"
+            + (f"; {hint}" if hint else "")
         )
 
 
@@ -41,7 +41,9 @@ class ChannelLayerNorm(nn.Module):
         return f"{self.dim}, eps={self.eps}"
 
 
-def build_pre_quant_norm(kind: str, dim: int, channel_first: bool, eps: float, num_groups: int | None = None) -> nn.Module:
+def build_pre_quant_norm(
+    kind: str, dim: int, channel_first: bool, eps: float, num_groups: int | None = None
+) -> nn.Module:
     """The module applied to z_e before the quantizer, for a `kind` the model config has checked: `"none"` →
     identity; `"layernorm"` → over the D features of each vector (token or latent position); `"groupnorm"`
     (channel-first latents) → over `num_groups` groups of channels and all positions of each sample, as

@@ -44,7 +44,9 @@ class QuantizerConfig(dict):
     `config.quantizer.codebook_size == config.quantizer["codebook_size"]`.
     """
 
-    def __init__(self, settings: Mapping[str, Any] | None = None, /, *, defaults: Mapping[str, Any] | None = None, **kwargs):
+    def __init__(
+        self, settings: Mapping[str, Any] | None = None, /, *, defaults: Mapping[str, Any] | None = None, **kwargs
+    ):
         super().__init__()
         given = {**dict(settings or {}), **kwargs}
         kind = given.pop(TYPE_KEY, None) or DEFAULT_TYPE
@@ -140,4 +142,6 @@ class QuantizerSettingsMixin:
 
     def _init_quantizer_settings(self) -> None:
         self.quantizer = QuantizerConfig(self.quantizer, defaults=self.quantizer_defaults)
-        self.quantizer.validate(dim=getattr(self, self.quantizer_dim_field), channel_first=self.quantizer_channel_first)
+        self.quantizer.validate(
+            dim=getattr(self, self.quantizer_dim_field), channel_first=self.quantizer_channel_first
+        )

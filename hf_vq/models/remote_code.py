@@ -31,7 +31,6 @@ import re
 import sys
 from pathlib import Path
 
-
 _FROM_LINE = re.compile(r"^(\s*from\s+)\.+[\w.]*(\s+import\b)")
 
 
@@ -49,8 +48,8 @@ def _resolve(file: Path, level: int, module: str | None, names: list[str]) -> li
     for target in targets:
         if not target.is_file():
             raise FileNotFoundError(
-                f"{file.name} imports {'.' * level}{module or ''} -> {target}, which is not a module file; remote code "
-                "can only carry plain module files (not packages)"
+                f"{file.name} imports {'.' * level}{module or ''} -> {target}, which is not a module file; remote "
+                "code can only carry plain module files (not packages)"
             )
     return [(target, rewrite) for target in targets]
 
@@ -79,9 +78,12 @@ def _flatten_source(file: Path, lines_to_rewrite: set[int]) -> str:
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.lineno in lines_to_rewrite:
             target = f".{node.module.rsplit('.', 1)[-1]}" if node.module else "."
-            new, count = _FROM_LINE.subn(lambda m: f"{m.group(1)}{target}{m.group(2)}", lines[node.lineno - 1], count=1)
+            line = lines[node.lineno - 1]
+            new, count = _FROM_LINE.subn(lambda m: f"{m.group(1)}{target}{m.group(2)}", line, count=1)
             if count != 1:
-                raise ValueError(f"{file.name}:{node.lineno}: write `from <module> import` on one line so it can be rewritten")
+                raise ValueError(
+                    f"{file.name}:{node.lineno}: write `from <module> import` on one line so it can be rewritten"
+                )
             lines[node.lineno - 1] = new
     return "".join(lines)
 
@@ -116,7 +118,8 @@ def write_remote_code(save_directory: str | os.PathLike, entry_files: list[Path]
                 f"transformers would not copy {missing} when loading {Path(entry).name} as remote code: import them "
                 "with `from .module import name` somewhere in the chain"
             )
-        phantom = sorted(f.name for f in followed if not f.is_file())  # e.g. a docstring line its regex takes for an import
+        # e.g. a docstring line its regex takes for an import
+        phantom = sorted(f.name for f in followed if not f.is_file())
         if phantom:
             raise RuntimeError(f"transformers would look for non-existent {phantom} when loading {Path(entry).name}")
     return written
@@ -135,7 +138,7 @@ class RemoteCodeConfigMixin:
     """Config mixin: `save_pretrained` also writes the flattened code and a complete `auto_map`.
 
     Subclasses set `remote_code_auto_map` ({"AutoConfig": "configuration_x.XConfig", "AutoModel": ...});
-    the modules it names are looked up next to the config's own source file.
+    the modules it names are looked up next to the config's own source file, then in its parent folder.
     """
 
     remote_code_auto_map: dict[str, str] = {}
@@ -150,6 +153,8 @@ class RemoteCodeConfigMixin:
         entries = {}
         for module in dict.fromkeys(reference.split(".")[0] for reference in self.remote_code_auto_map.values()):
             source = here / f"{module}.py"
+            if not source.is_file():  # a module shared by the models (the image processor) sits one level up
+                source = here.parent / f"{module}.py"
             if not source.is_file():
                 # Loaded as remote code, transformers caches each auto_map module in its own folder; for a remote
                 # model its custom_object_save has just copied the modeling file into save_directory.

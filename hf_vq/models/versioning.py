@@ -39,7 +39,9 @@ def written_before_mse_commitment(written_by: str | None) -> bool:
     return written_by is None or Version(str(written_by)) < MSE_COMMITMENT_SINCE
 
 
-def convert_old_commitment_weight(quantizer: dict[str, Any], dim: int, written_by: str | None, source: str) -> dict[str, Any]:
+def convert_old_commitment_weight(
+    quantizer: dict[str, Any], dim: int, written_by: str | None, source: str
+) -> dict[str, Any]:
     """`quantizer` settings of a 0.1 file in this release's units (a new dict; one log line).
 
     0.1's α weighted ½‖z_e − z_q‖² summed over D; the same loss is α·D/2 times the element-wise mean."""
@@ -70,18 +72,23 @@ class VersionedConfigMixin:
             unknown = cls.unknown_fields(config_dict)
             if unknown:
                 raise ValueError(
-                    f"This {cls.__name__} was saved by hf_vq {written_by}, newer than the installed {__version__}, and "
-                    f"sets {', '.join(unknown)}, which hf_vq {__version__} does not know; ignoring them would build "
-                    f"another model than the one saved. Upgrade hf_vq (`pip install -U hf_vq`); or, in a process "
-                    "that does not import hf_vq (its registered classes win over a folder's code), load the code "
-                    "saved with the model: AutoModel.from_pretrained(..., trust_remote_code=True), only for a "
+                    f"This {cls.__name__} was saved by hf_vq {written_by}, newer than the installed {__version__}, "
+                    f"and sets {', '.join(unknown)}, which hf_vq {__version__} does not know; ignoring them would "
+                    "build another model than the one saved. Upgrade hf_vq (`pip install -U hf_vq`); or, in a "
+                    "process that does not import hf_vq (its registered classes win over a folder's code), load the "
+                    "code saved with the model: AutoModel.from_pretrained(..., trust_remote_code=True), only for a "
                     "repository you trust."
                 )
         quantizer = config_dict.get("quantizer")
-        saved_by_01 = "transformers_version" in config_dict if written_by is None else written_before_mse_commitment(written_by)
+        if written_by is None:
+            saved_by_01 = "transformers_version" in config_dict
+        else:
+            saved_by_01 = written_before_mse_commitment(written_by)
         if isinstance(quantizer, dict) and saved_by_01:
             dim = config_dict.get(cls.quantizer_dim_field, getattr(cls(), cls.quantizer_dim_field))
-            config_dict["quantizer"] = convert_old_commitment_weight(quantizer, int(dim), written_by, f"This {cls.__name__}")
+            config_dict["quantizer"] = convert_old_commitment_weight(
+                quantizer, int(dim), written_by, f"This {cls.__name__}"
+            )
         return super().from_dict(config_dict, **kwargs)
 
     @classmethod

@@ -1,17 +1,19 @@
-"""Evaluation on the test split: the task's metrics plus the codebook metrics of `hf_vq.metrics`.
+"""Evaluation on the test split: the task's metrics and the codebook metrics, computed by hf_vq's `evaluate`
+modules (`hf_vq.evaluation`), so the model cards' results are those modules' numbers.
 
-Every rank evaluates its shard of the test loader; per-example values are gathered with
-`accelerator.gather_for_metrics` (which drops the padding duplicates of the last batch), so the numbers are
+Every rank evaluates its shard of the test loader; the inputs of the modules and per-example values are gathered
+with `accelerator.gather_for_metrics` (which drops the padding duplicates of the last batch), so the numbers are
 those of the whole test split whatever the number of processes. Nothing is downloaded.
 
-- The task's own (`Task.batch_metrics`, `Task.summarize`): VQ-VAE `mse` and `psnr`, VQ-ViT `accuracy`.
-- Every task: `perplexity` (2^H of the code histogram of the whole split, §5.1), `active_codes` (fraction of
-  the K codes used at least once on the split), `quantization_error` (mean over vectors of ½‖z_e − z_q‖²,
-  the commitment distance), `loss` (the model's training loss, batch-mean weighted by batch size), and the
-  per-code histogram for the usage plot.
+- The task's own (`Task.evaluation_inputs`): VQ-VAE `psnr` and `ssim` (on [0, 1] images), VQ-ViT `accuracy`;
+  and `Task.batch_metrics` averaged: VQ-VAE `mse` in the normalised pixel space (its reconstruction loss).
+- Every task: `perplexity` and `active_codes` of the code indices of the whole split (`codebook` module, §5.1),
+  `quantization_error` (mean over vectors of ½‖z_e − z_q‖², the commitment distance), `loss` (the model's
+  training loss, batch-mean weighted by batch size), and the per-code histogram for the usage plot.
 - The collapse diagnostics of the (first) quantizer on this rank's first 16,384 test vectors z_e:
-  `ze_effective_rank` (participation ratio of z_e's covariance), `codes_in_reach` (share of codes nearer to
-  some z_e than the median quantization distance) and, with an affine, its scale/bias statistics.
+  `ze_effective_rank` (`ze_effective_rank` module: participation ratio of z_e's covariance), `codes_in_reach`
+  (share of codes nearer to some z_e than the median quantization distance) and, with an affine, its scale/bias
+  statistics.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .. import metrics
+from .. import evaluation, metrics
 from ..quantization import MultiCodebookQuantizer, find_quantizers, model_quantizers
 
 MAX_JOINT_CODES = 2**20  # joint-code statistics of a residual/grouped quantizer up to this many K^M codes
@@ -55,6 +57,7 @@ def evaluate(model: nn.Module, loader, accelerator, task, mean: list[float], std
     radix = codebook_size ** torch.arange(codebooks)
     mean_t = torch.tensor(mean, dtype=torch.float32, device=accelerator.device).view(1, -1, 1, 1)
     std_t = torch.tensor(std, dtype=torch.float32, device=accelerator.device).view(1, -1, 1, 1)
+    modules = {}
     sums, count = {}, 0
     diagnosed = members[0] if members else quantizer  # collapse diagnostics: the first codebook's inputs
     recorder = metrics.recorded_inputs(diagnosed)
@@ -65,19 +68,26 @@ def evaluate(model: nn.Module, loader, accelerator, task, mean: list[float], std
             out = model(**batch)
             b = batch["pixel_values"].shape[0]
             per_example = {
-                **task.batch_metrics(batch, out, lambda pixels: pixels * std_t + mean_t),
+                **task.batch_metrics(batch, out),
                 "quantization_error": torch.stack(errors).mean(0),
                 "loss": out.loss.float().expand(b),
             }
             codes = out.codebook_indices.reshape(b, -1, codebooks)
-            per_example, codes = accelerator.gather_for_metrics((per_example, codes))
+            inputs = {**task.evaluation_inputs(batch, out, lambda pixels: pixels * std_t + mean_t),
+                      **{f"codebook_{m}": {"predictions": codes[..., m]} for m in range(codebooks)}}
+            per_example, inputs = accelerator.gather_for_metrics((per_example, inputs))
+            for name, arguments in inputs.items():
+                if name not in modules:
+                    modules[name] = evaluation.load(name.rsplit("_", 1)[0] if name.startswith("codebook_") else name)
+                modules[name].add_batch(**{k: v.cpu().numpy() for k, v in arguments.items()})
             for m in range(codebooks):
-                histogram[m] += metrics.code_histogram(codes[..., m].cpu(), codebook_size)
+                histogram[m] += metrics.code_histogram(inputs[f"codebook_{m}"]["predictions"].cpu(), codebook_size)
             if joint_size:
-                joint_histogram += metrics.code_histogram((codes.cpu() * radix).sum(-1), joint_size)
+                gathered = torch.stack([inputs[f"codebook_{m}"]["predictions"].cpu() for m in range(codebooks)], -1)
+                joint_histogram += metrics.code_histogram((gathered * radix).sum(-1), joint_size)
+            count += inputs["codebook_0"]["predictions"].shape[0]
             for name, values in per_example.items():
                 sums[name] = sums.get(name, 0.0) + float(values.double().sum())
-            count += codes.shape[0]
     finally:
         for handle in handles:
             handle.remove()
@@ -86,14 +96,22 @@ def evaluate(model: nn.Module, loader, accelerator, task, mean: list[float], std
 
     means = {name: total / max(1, count) for name, total in sums.items()}
     shared = {name: means.pop(name) for name in ("quantization_error", "loss")}
-    # perplexity / active codes of the split's histogram (hf_vq.metrics on the expanded histogram's indices)
-    all_codes = [torch.repeat_interleave(torch.arange(codebook_size), h) for h in histogram]
+    results = {name: module.compute(**({"codebook_size": codebook_size} if name.startswith("codebook_") else {}))
+               for name, module in modules.items()}
+    vectors = z_e.vectors()
+    diagnostics = metrics.collapse_diagnostics(diagnosed, vectors)
+    if vectors.shape[0] >= 2:
+        rank = evaluation.load("ze_effective_rank")
+        diagnostics.update(rank.compute(predictions=vectors.reshape(-1, vectors.shape[-1]).numpy()))
+    # M codebooks (residual / grouped): the means over the codebooks, as the quantizer's forward reports them
+    usage = [results.pop(f"codebook_{m}") for m in range(codebooks)]
     return {
-        **task.summarize(means),
-        "perplexity": sum(metrics.perplexity(c, codebook_size) for c in all_codes) / codebooks,
-        "active_codes": sum(metrics.active_codes(c, codebook_size) for c in all_codes) / codebooks,
+        **{key: value for result in results.values() for key, value in result.items()},
+        **means,
+        "perplexity": sum(u["perplexity"] for u in usage) / codebooks,
+        "active_codes": sum(u["active_codes"] for u in usage) / codebooks,
         **shared,
-        **metrics.collapse_diagnostics(diagnosed, z_e.vectors()),
+        **diagnostics,
         "num_examples": count,
         "code_histogram": histogram.sum(0).tolist(),
         **({} if not joint_size else {

@@ -18,7 +18,13 @@ RESULTS_FILE = "eval_results.json"
 CONFIG_FILE = "training_config.yaml"
 
 
+# Offline sources that hold a Hub dataset's images: the card's `datasets` metadata and model-index name it.
+OFFLINE_HUB_DATASETS = {"offline:fashion_mnist": "zalando-datasets/fashion_mnist"}
+
+
 def _hub_dataset_id(source: str) -> str | None:
+    if source in OFFLINE_HUB_DATASETS:
+        return OFFLINE_HUB_DATASETS[source]
     if source.startswith("offline:") or Path(source).expanduser().exists() or source.startswith(("/", ".", "~")):
         return None
     return source

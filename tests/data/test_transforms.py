@@ -5,6 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
+from hf_vq import VQVAEConfig
 from hf_vq.data import ImageTransform, build_digits, build_patches, collate_fn, load_image_dataset
 from hf_vq.training.config import DataConfig
 from hf_vq.training.data import prepare_data
@@ -70,7 +71,8 @@ def test_the_training_transform_is_the_saved_image_processor(tmp_path, num_chann
                         image_size=16, num_channels=num_channels, need_labels=False)
     trained_on = torch.stack([data.train[i]["pixel_values"] for i in range(len(data.train))])
 
-    data.processor.save_pretrained(tmp_path / "run")  # what a training run saves with its model
+    data.processor.save_pretrained(tmp_path / "run")  # what a training run saves with its model,
+    VQVAEConfig(num_channels=num_channels).save_pretrained(tmp_path / "run")  # whose config names the processor
     processor = AutoImageProcessor.from_pretrained(tmp_path / "run")
     images = list(load_image_dataset(tmp_path / "images", label_column=None)["train"]["image"])
     assert {image.size for image in images} > {(16, 16)} and {image.mode for image in images} == {mode}

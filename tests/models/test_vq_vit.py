@@ -273,7 +273,9 @@ def test_save_writes_safetensors_and_a_full_auto_map(tmp_path):
         "AutoConfig": "configuration_vq_vit.VQViTConfig",
         "AutoModel": "modeling_vq_vit.VQViTModel",
         "AutoModelForImageClassification": "modeling_vq_vit.VQViTForImageClassification",
+        "AutoImageProcessor": "image_processing_vq.VQImageProcessor",
     }
+    assert "image_processing_vq.py" in names
 
 
 # ---------------------------------------------------------------------------------------------------- ViT checkpoints

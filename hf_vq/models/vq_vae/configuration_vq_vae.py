@@ -11,7 +11,6 @@ from ..quantizer_config import QuantizerSettingsMixin
 from ..remote_code import RemoteCodeConfigMixin
 from ..versioning import VersionedConfigMixin
 
-
 # Table 8 lists no VQ settings for the generative models; A.1's global ones (1024 codes, α 5, β in
 # 0.9–0.995) completed with Table 6's ν and learnable affine, the paper's full recipe.
 PAPER_VAE_QUANTIZER = {
@@ -74,6 +73,7 @@ class VQVAEConfig(VersionedConfigMixin, QuantizerSettingsMixin, RemoteCodeConfig
     remote_code_auto_map: ClassVar[dict[str, str]] = {
         "AutoConfig": "configuration_vq_vae.VQVAEConfig",
         "AutoModel": "modeling_vq_vae.VQVAEModel",
+        "AutoImageProcessor": "image_processing_vq.VQImageProcessor",
     }
     keys_to_ignore_at_inference: ClassVar[list[str]] = [
         "quantizer_loss", "commitment_loss", "codebook_indices", "perplexity", "active_codes",
@@ -100,7 +100,8 @@ class VQVAEConfig(VersionedConfigMixin, QuantizerSettingsMixin, RemoteCodeConfig
             )
         if self.image_size % self.downsampling_factor:
             raise ValueError(
-                f"image_size={self.image_size} must be a multiple of the downsampling factor {self.downsampling_factor} "
+                f"image_size={self.image_size} must be a multiple of the downsampling factor "
+                f"{self.downsampling_factor} "
                 f"(2^(len(block_out_channels) - 1) with block_out_channels={self.block_out_channels})"
             )
         self._check_pre_quant_norm()
@@ -113,13 +114,15 @@ class VQVAEConfig(VersionedConfigMixin, QuantizerSettingsMixin, RemoteCodeConfig
         check_pre_quant_norm(self.pre_quant_norm, PRE_QUANT_NORMS)
         if self.pre_quant_norm == "layernorm" and self.latent_channels < 2:
             raise ValueError(
-                f"pre_quant_norm='layernorm' over latent_channels={self.latent_channels} channel maps every latent to 0; "
+                f"pre_quant_norm='layernorm' over latent_channels={self.latent_channels} channel maps every latent "
+                "to 0; "
                 "use 'groupnorm' (which normalises over the latent grid too) or 'none'"
             )
         if self.pre_quant_norm == "groupnorm" and self.latent_channels % self.norm_num_groups:
             raise ValueError(
-                f"pre_quant_norm='groupnorm' splits the latent channels into norm_num_groups={self.norm_num_groups} groups, "
-                f"but latent_channels={self.latent_channels} is not a multiple of it; change either, or use 'layernorm'"
+                f"pre_quant_norm='groupnorm' splits the latent channels into norm_num_groups="
+                f"{self.norm_num_groups} groups, but latent_channels={self.latent_channels} is not a multiple of "
+                "it; change either, or use 'layernorm'"
             )
 
     @property

@@ -22,7 +22,7 @@ from transformers.utils import ModelOutput
 from ...quantization.layer import VectorQuantizer
 from ...quantization.registry import build_quantizer
 from ..inputs import check_pixel_values
-from ..loading import QuantizerCheckpointMixin, init_quantizer_weights
+from ..loading import QuantizerCheckpointMixin, init_quantizer_weights, quantizer_dtype
 from ..normalization import build_pre_quant_norm
 from ..outputs import DeprecatedCodebookUsage
 from ..remote_code import RemoteCodeModelMixin
@@ -185,11 +185,14 @@ class VQVAEModel(VQVAEPreTrainedModel):
         self.quant_conv = nn.Conv2d(config.latent_channels, config.latent_channels, 1)
         # eps 1e-6 as diffusers' GroupNorms in the encoder and decoder
         self.pre_quant_norm = build_pre_quant_norm(
-            config.pre_quant_norm, config.latent_channels, channel_first=True, eps=1e-6, num_groups=config.norm_num_groups
+            config.pre_quant_norm, config.latent_channels, channel_first=True, eps=1e-6,
+            num_groups=config.norm_num_groups,
         )
         # Built from this module's own imports, not by `config.quantizer.build`: loaded as remote code the config
         # has its own copy of the quantizer modules, whose classes `_init_weights` would not recognise.
-        self.quantizer = build_quantizer(config.quantizer["type"], config.latent_channels, True, **config.quantizer.options)
+        with quantizer_dtype():
+            self.quantizer = build_quantizer(config.quantizer["type"], config.latent_channels, True,
+                                             **config.quantizer.options)
         self.post_quant_conv = nn.Conv2d(config.latent_channels, config.latent_channels, 1)
         self.decoder = Decoder(
             in_channels=config.latent_channels,
@@ -210,10 +213,12 @@ class VQVAEModel(VQVAEPreTrainedModel):
         if height % factor or width % factor:
             raise ValueError(
                 f"pixel_values is {height}×{width}, but image sides must be multiples of {factor} (the downsampling "
-                f"factor of block_out_channels={self.config.block_out_channels}; config.image_size={self.config.image_size})"
+                f"factor of block_out_channels={self.config.block_out_channels}; "
+                f"config.image_size={self.config.image_size})"
             )
         # torch's GroupNorm refuses a group of one value (batch 1 × channels/groups × grid); the lowest
-        # resolution sees the last two entries of block_out_channels, and the latent channels with a pre-quant GroupNorm
+        # resolution sees the last two entries of block_out_channels, and the latent channels with a pre-quant
+        # GroupNorm
         widths = self.config.block_out_channels[-2:]
         if self.config.pre_quant_norm == "groupnorm":
             widths = [*widths, self.config.latent_channels]
@@ -232,6 +237,14 @@ class VQVAEModel(VQVAEPreTrainedModel):
         """z_e, the quantizer's input: encoder → quant_conv → pre_quant_norm."""
         self._check_pixel_values(pixel_values)
         return self.pre_quant_norm(self.quant_conv(self.encoder(pixel_values.to(self.quant_conv.weight.dtype))))
+
+    def _decode_codes(self, quantized: torch.Tensor) -> torch.Tensor:
+        """post_quant_conv → decoder, on z_q in row-major strides. With a size-1 dimension (one latent channel,
+        a latent row) tensors of other strides also count as contiguous, and CPU convolutions then take other
+        kernels (5e-16 apart in fp64): `forward` and `decode` must hand the decoder one layout to agree bit for bit."""
+        if quantized.stride() != torch.empty(quantized.shape, device="meta").stride():
+            quantized = quantized.clone(memory_format=torch.contiguous_format)
+        return self.decoder(self.post_quant_conv(quantized))
 
     def encode(self, pixel_values: torch.Tensor) -> VQVAEEncoderOutput:
         """Images (B, C, H, W) → latents z_e (B, D, H/f, W/f), their codes z_q and code indices (B, H/f, W/f).
@@ -260,10 +273,10 @@ class VQVAEModel(VQVAEPreTrainedModel):
             if latents_or_indices.dim() != 3 + levels:
                 expected = "(batch_size, height, width" + (", levels or groups)" if levels else ")")
                 raise ValueError(f"code indices must be {expected}, got shape {tuple(latents_or_indices.shape)}")
-            # lookup returns a channels-last view; CPU convolutions on it take other kernels (≈1e-5 drift). It is
-            # also in the quantizer's dtype, which stays fp32 in a half-precision model.
-            quantized = self.quantizer.lookup(latents_or_indices).contiguous().to(self.post_quant_conv.weight.dtype)
-        return self.decoder(self.post_quant_conv(quantized))
+            # lookup returns a channels-last view (made row-major by _decode_codes: other CPU convolution kernels
+            # drift by ≈1e-5) in the quantizer's dtype, which stays fp32 in a half-precision model.
+            quantized = self.quantizer.lookup(latents_or_indices).to(self.post_quant_conv.weight.dtype)
+        return self._decode_codes(quantized)
 
     def forward(self, pixel_values: torch.Tensor | None = None, return_dict: bool | None = None) -> VQVAEOutput:
         r"""
@@ -273,7 +286,7 @@ class VQVAEModel(VQVAEPreTrainedModel):
             Return a [`VQVAEOutput`] (default) instead of a tuple.
         """
         vq = self.quantizer(self._latents(pixel_values))
-        reconstruction = self.decoder(self.post_quant_conv(vq.quantized))
+        reconstruction = self._decode_codes(vq.quantized)
         reconstruction_loss = F.mse_loss(reconstruction.float(), pixel_values.float())  # fp32 even in a half model
         output = VQVAEOutput(
             loss=reconstruction_loss + vq.loss,
@@ -305,10 +318,10 @@ class VQVAEModel(VQVAEPreTrainedModel):
             # VQModel.encode ends at quant_conv and decode quantizes its input as is: a normalization between
             # them has no place, and it cannot be folded into quant_conv (it is not linear in the latents).
             raise ValueError(
-                f"to_diffusers() cannot export a model with pre_quant_norm={config.pre_quant_norm!r}: diffusers' VQModel "
-                "has no normalization between quant_conv and its quantizer, so its encode() and forward() would pick "
-                "other codes than this model. Train with pre_quant_norm='none' to export to diffusers, or keep "
-                "this model in transformers format (save_pretrained / from_pretrained, trust_remote_code=True)."
+                f"to_diffusers() cannot export a model with pre_quant_norm={config.pre_quant_norm!r}: diffusers' "
+                "VQModel has no normalization between quant_conv and its quantizer, so its encode() and forward() "
+                "would pick other codes than this model. Train with pre_quant_norm='none' to export to diffusers, or "
+                "keep this model in transformers format (save_pretrained / from_pretrained, trust_remote_code=True)."
             )
         from diffusers import VQModel
 

@@ -11,7 +11,6 @@ from ..quantizer_config import QuantizerSettingsMixin
 from ..remote_code import RemoteCodeConfigMixin
 from ..versioning import VersionedConfigMixin
 
-
 # Table 6 (ViT-Tiny, ImageNet100) with A.1's 1024 codes; α = 5 on the element-wise MSE, as A.1 states.
 PAPER_VIT_QUANTIZER = {
     "codebook_size": 1024,
@@ -66,6 +65,7 @@ class VQViTConfig(VersionedConfigMixin, QuantizerSettingsMixin, RemoteCodeConfig
         "AutoConfig": "configuration_vq_vit.VQViTConfig",
         "AutoModel": "modeling_vq_vit.VQViTModel",
         "AutoModelForImageClassification": "modeling_vq_vit.VQViTForImageClassification",
+        "AutoImageProcessor": "image_processing_vq.VQImageProcessor",
     }
     # Per-batch quantizer diagnostics are not predictions: keep them out of Trainer's eval "logits".
     keys_to_ignore_at_inference: ClassVar[list[str]] = [
@@ -108,7 +108,10 @@ class VQViTConfig(VersionedConfigMixin, QuantizerSettingsMixin, RemoteCodeConfig
             "'groupnorm' is for the VQ-VAE's channel-first latents" if self.pre_quant_norm == "groupnorm" else "",
         )
         if self.pre_quant_norm == "layernorm" and self.hidden_size < 2:
-            raise ValueError(f"pre_quant_norm='layernorm' over hidden_size={self.hidden_size} feature maps every token to 0; use 'none'")
+            raise ValueError(
+                f"pre_quant_norm='layernorm' over hidden_size={self.hidden_size} feature maps every token to 0; "
+                "use 'none'"
+            )
 
 
 __all__ = ["VQViTConfig", "PAPER_VIT_QUANTIZER"]

@@ -19,13 +19,14 @@ from torch import nn
 from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_utils import PreTrainedModel
 from transformers.models.vit.modeling_vit import ViTAttention, ViTLayer, ViTModel
-from transformers.utils import ModelOutput
+from transformers.processing_utils import Unpack
+from transformers.utils import ModelOutput, TransformersKwargs
 from transformers.utils.output_capturing import capture_outputs
 
 from ...quantization.layer import QuantizerOutput, VectorQuantizer
 from ...quantization.registry import build_quantizer
 from ..inputs import check_pixel_values
-from ..loading import QuantizerCheckpointMixin, init_quantizer_weights
+from ..loading import QuantizerCheckpointMixin, init_quantizer_weights, quantizer_dtype
 from ..normalization import build_pre_quant_norm
 from ..outputs import DeprecatedCodebookUsage
 from ..remote_code import RemoteCodeModelMixin
@@ -135,7 +136,9 @@ class VQViTPreTrainedModel(QuantizerCheckpointMixin, RemoteCodeModelMixin, PreTr
             config.pre_quant_norm, config.hidden_size, channel_first=False, eps=config.layer_norm_eps
         )
         # Built from this module's own imports (see VQVAEModel): as remote code the config has its own copy.
-        self.quantizer = build_quantizer(config.quantizer["type"], config.hidden_size, False, **config.quantizer.options)
+        with quantizer_dtype():
+            self.quantizer = build_quantizer(config.quantizer["type"], config.hidden_size, False,
+                                             **config.quantizer.options)
 
     def get_input_embeddings(self):
         return self.vit.embeddings.patch_embeddings
@@ -157,14 +160,18 @@ class VQViTPreTrainedModel(QuantizerCheckpointMixin, RemoteCodeModelMixin, PreTr
         vq = self.quantizer(self.pre_quant_norm(hidden_states[:, 1:]))
         return torch.cat([hidden_states[:, :1], vq.quantized], dim=1), vq
 
-    def _trunk_forward(self, pixel_values, interpolate_pos_encoding, **kwargs) -> tuple[torch.Tensor, QuantizerOutput]:
+    def _trunk_forward(
+        self, pixel_values, interpolate_pos_encoding, **kwargs: Unpack[TransformersKwargs]
+    ) -> tuple[torch.Tensor, QuantizerOutput]:
         """Embeddings → blocks 1..q → pre_quant_norm → quantizer → blocks q+1..L → LayerNorm (ViTModel.forward
         with the VQ)."""
         self._check_pixel_values(pixel_values, interpolate_pos_encoding)
         embeddings = self.vit.embeddings
         pixel_values = pixel_values.to(embeddings.patch_embeddings.projection.weight.dtype)
         hidden_states = embeddings(pixel_values, interpolate_pos_encoding=interpolate_pos_encoding)
-        attention_mask = create_bidirectional_mask(config=self.config, inputs_embeds=hidden_states, attention_mask=None)
+        attention_mask = create_bidirectional_mask(
+            config=self.config, inputs_embeds=hidden_states, attention_mask=None
+        )
         for index, layer in enumerate(self.vit.layers):
             hidden_states = layer(hidden_states, attention_mask, **kwargs)
             if index + 1 == self.config.quantizer_layer:
@@ -186,7 +193,7 @@ class VQViTModel(VQViTPreTrainedModel):
         self,
         pixel_values: torch.Tensor | None = None,
         interpolate_pos_encoding: bool | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> VQViTModelOutput:
         r"""
         pixel_values (`torch.FloatTensor` of shape `(batch_size, num_channels, height, width)`):
@@ -229,9 +236,15 @@ class VQViTForImageClassification(VQViTPreTrainedModel):
         )
         if problem == "single_label_classification":
             if labels.is_floating_point() or labels.dtype == torch.bool:
-                raise TypeError(f"labels must be integer class ids (torch.long) for single-label classification, got {labels.dtype}")
+                raise TypeError(
+                    "labels must be integer class ids (torch.long) for single-label classification, got "
+                    f"{labels.dtype}"
+                )
             if labels.numel() != batch:
-                raise ValueError(f"labels has shape {tuple(labels.shape)} but pixel_values holds {batch} images: pass one class id per image")
+                raise ValueError(
+                    f"labels has shape {tuple(labels.shape)} but pixel_values holds {batch} images: pass one class "
+                    "id per image"
+                )
             valid = (labels == -100) | ((labels >= 0) & (labels < num_labels))  # -100: ignored by cross-entropy
             if not bool(valid.all()):  # one device sync, before an out-of-range id reaches the loss kernel
                 raise ValueError(
@@ -240,11 +253,12 @@ class VQViTForImageClassification(VQViTPreTrainedModel):
                 )
             return
         if labels.numel() != batch * num_labels:
+            class_ids_as_floats = self.config.problem_type is None and labels.numel() == batch
             raise ValueError(
-                f"labels has shape {tuple(labels.shape)}, but {problem} takes float targets of shape ({batch}, {num_labels}) "
-                f"(batch_size, config.num_labels)"
+                f"labels has shape {tuple(labels.shape)}, but {problem} takes float targets of shape "
+                f"({batch}, {num_labels}) (batch_size, config.num_labels)"
                 + (f"; with config.problem_type unset, only long/int labels are class ids (transformers' rule): pass "
-                   f"class ids as torch.long, not {labels.dtype}" if self.config.problem_type is None and labels.numel() == batch else "")
+                   f"class ids as torch.long, not {labels.dtype}" if class_ids_as_floats else "")
             )
 
     @capture_outputs(tie_last_hidden_states=False)
@@ -253,7 +267,7 @@ class VQViTForImageClassification(VQViTPreTrainedModel):
         pixel_values: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         interpolate_pos_encoding: bool | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> VQViTImageClassifierOutput:
         r"""
         pixel_values (`torch.FloatTensor` of shape `(batch_size, num_channels, height, width)`):
