@@ -1,7 +1,7 @@
 """Other libraries' quantizers inside our VQ-VAE, for the head-to-head's cross-check rows (`--only frontier`).
 
 `vector_quantize_pytorch.VectorQuantize(rotation_trick=True)` (pip install vector-quantize-pytorch) with a
-learnable codebook: its loss w·MSE(z_q, z_e) sends w·2(z_q − z_e)/(N·D) to the codes and w·2(z_e − z_q)/(N·D)
+learnable codebook, initialised as ours: its loss w·MSE(z_q, z_e) sends w·2(z_q − z_e)/(N·D) to the codes and w·2(z_e − z_q)/(N·D)
 to the encoder, which is our α·[(1−β)·… + β·…] with β = 0.5 and α = 2w. So the row it is compared with is our
 `rotation_trick` layer at β = 0.5 and the same α; everything else (model, data, optimizer, schedule,
 evaluation) is the training loop's, shared by every row.
@@ -35,6 +35,10 @@ class VQPRotationTrick(Quantizer):
         self.dim, self.codebook_size = dim, codebook_size
         self.peer = VectorQuantize(dim=dim, codebook_size=codebook_size, rotation_trick=True, learnable_codebook=True,
                                    ema_update=False, commitment_weight=commitment_weight / 2.0)
+        # Our codebook init (Kaiming normal, std √(2/D)): theirs is kaiming_uniform_ over a (1, K, D) tensor, whose
+        # fan-in K·D puts every code within ±√(6/(K·D)) ≈ 0.02 of the origin, a different experiment.
+        with torch.no_grad():
+            self.peer._codebook.embed.normal_(0.0, (2.0 / dim) ** 0.5)
 
     def codebook_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.peer.parameters() if p.requires_grad]
