@@ -59,6 +59,8 @@ class QuantizerConfig(dict):
         full.update(given)
         if "codebook_size" in full and full["codebook_size"] is None:  # implicit for codebook-free types
             raise ValueError("quantizer.codebook_size is required (the number of codes K)")
+        if full.get("codebook_parametrization") == "simvq":  # what the layer resolves it to, so config.json tells it
+            full.update(affine="learnable", affine_covariance="full")
         super().update(full)
 
     @staticmethod

@@ -32,6 +32,8 @@ TYPES = {
     "residual": {"type": "residual", "codebook_size": 16, "num_levels": 3, "quantizer_dropout": True,
                  "replace_after": 2, "level_options": [{"affine": "ema"}, {}, {"affine": None, "sync_nu": 0.0}]},
     "group": {"type": "group", "codebook_size": 16, "num_groups": 2, "replace_after": 2, "distance": "cosine"},
+    # the post-2023 fixes that are options of every VectorQuantizer
+    "rotation-simvq": {"codebook_size": 16, "rotation_trick": True, "codebook_parametrization": "simvq"},
     "fsq": {"type": "fsq", "levels": [5, 3, 3]},  # K = 45, projections 8 → 3 → 8
     "lfq": {"type": "lfq", "codebook_size": 16},  # 4 bits, projections 8 → 4 → 8
 }
@@ -56,6 +58,7 @@ def test_type_chooses_the_quantizer_and_its_options():
                "fsq": FiniteScalarQuantizer, "lfq": LookupFreeQuantizer}
     for name, settings in TYPES.items():
         config = VQVAEConfig(**TINY, quantizer=settings)
+        name = "vq" if name == "rotation-simvq" else name
         assert config.quantizer["type"] == name
         assert type(VQVAEModel(config).quantizer) is classes[name]
     config = VQVAEConfig(**TINY, quantizer=TYPES["residual"])
@@ -66,6 +69,8 @@ def test_type_chooses_the_quantizer_and_its_options():
     assert [lv.options.affine for lv in model.quantizer.levels] == ["ema", "learnable", None]
     assert find_quantizers(model) == list(model.quantizer.levels)
     assert QuantizerConfig({"codebook_size": 4}) == QuantizerConfig({"type": "vq", "codebook_size": 4})  # old configs
+    simvq = VQVAEConfig(**TINY, quantizer=TYPES["rotation-simvq"]).quantizer  # saved as the layer resolves it
+    assert (simvq["affine"], simvq["affine_covariance"]) == ("learnable", "full")
 
 
 def test_bad_settings_name_the_field():
@@ -97,7 +102,7 @@ def test_bad_settings_name_the_field():
 # ---------------------------------------------------------------------------------------------------- save / load
 
 
-@pytest.mark.parametrize("name", ["residual", "group", "fsq", "lfq"])
+@pytest.mark.parametrize("name", ["residual", "group", "rotation-simvq", "fsq", "lfq"])
 def test_save_load_round_trip_is_bit_identical(tmp_path, pixels, name):
     model = model_of(TYPES[name])
     expected = model(pixels)
