@@ -27,6 +27,7 @@ def test_wheel_carries_the_model_card_templates(tmp_path):
         names = set(archive.namelist())
         archive.extractall(tmp_path / "site")
     assert {f"hf_vq/model_cards/{name}.md.j2" for name in TEMPLATE_NAMES} <= names
+    assert {p.relative_to(REPO).as_posix() for p in (REPO / "hf_vq/recipes").rglob("*.yaml")} <= names
     assert "hf_vq/quantization/kernels/vq_cpu.cpp" in names  # the native kernels build from it on first use
     assert not [n for n in names if n.startswith(("tests/", "training/", "benchmarks/"))]
 

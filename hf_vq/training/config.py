@@ -3,7 +3,8 @@
 A run's settings come in three layers, later ones winning:
 
 1. the defaults of the dataclasses below and, for `model.*`, of the task's model config class;
-2. the YAML file of `--config FILE`, or without one the script's own defaults;
+2. the YAML file of `--config FILE` (a path, or the name of a recipe in hf_vq/recipes: `--config demo_vqvae`),
+   or without one the task's default recipe (`hf_vq/recipes/<task>_default.yaml`);
 3. the command line: `--KEY VALUE`, `--KEY=VALUE` or `--set KEY=VALUE`.
 
 KEY is a dotted path (`train.lr`, `model.quantizer.beta`) or any unique tail of one (`lr`, `quantizer.beta`).
@@ -343,6 +344,27 @@ class KeyTable:
 
 
 # ---------------------------------------------------------------------------------------------------- files and argv
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+"""The training recipes that ship with hf_vq (package data): `--config NAME` reads `RECIPES / "NAME.yaml"`."""
+
+
+def recipe_names() -> list[str]:
+    return sorted(path.stem for path in RECIPES.glob("*.yaml"))
+
+
+def config_file(value: str | Path) -> Path:
+    """The YAML file of `--config VALUE`: an existing file, else the recipe of that name (a file stem in
+    hf_vq/recipes). ConfigError when it is neither."""
+    path = Path(value).expanduser()
+    if path.is_file():
+        return path
+    recipe = RECIPES / f"{value}.yaml"
+    if Path(str(value)).name == str(value) and recipe.is_file():
+        return recipe
+    raise ConfigError(f"config file {str(value)!r} not found, and it is not the name of a recipe "
+                      f"(recipes: {', '.join(recipe_names())})")
+
+
 def read_yaml(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
@@ -405,7 +427,8 @@ def _canonical_argv(argv: Sequence[str], table: KeyTable) -> tuple[str | None, l
             key, _, value = value.partition("=")
         if key == "config":
             if value is None:
-                raise ConfigError("command line: --config needs a YAML file path")
+                raise ConfigError("command line: --config needs a YAML file or a recipe name "
+                                  f"({', '.join(recipe_names())})")
             config_path = value
             continue
         if key in SECTIONS and value is not None:  # a section as YAML or a YAML file, read by jsonargparse
@@ -432,7 +455,7 @@ def build_parser(table: KeyTable, defaults: Mapping, source: str, script: str = 
                             print_config="--print_config")
     # read by build_config (a file's release and keys are checked first); declared for --help and --print_config
     parser.add_argument("--config", action=ActionConfigFile,
-                        help="a YAML file of settings; replaces the script's defaults")
+                        help="a YAML file of settings or a recipe name; replaces the default recipe")
     parser.add_class_arguments(RunConfig, as_group=False, skip={"model"}, instantiate=False)
     group = parser.add_argument_group("model: the model config's fields; model.quantizer: the VectorQuantizer options")
     for path, key in table.keys.items():
@@ -465,19 +488,27 @@ def build_config(task: str, model_config_class=None, *, base: Mapping | None = N
     table = KeyTable(model_config_class)
     config_path, args = _canonical_argv(argv, table)
     if config_path is not None:
-        base, source = read_yaml(config_path), f"config file {config_path!r}"
+        path = config_file(config_path)
+        base = read_yaml(path)
+        source = f"recipe {path.stem!r}" if path.parent == RECIPES else f"config file {str(path)!r}"
+    if (base or {}).get("task", task) != task:  # before its keys: another task's keys would be reported instead
+        _check_task(base["task"], task, source)
     parser = build_parser(table, _release_checked(base or {}, table, model_config_class, source), source, script)
     try:
         cfg = _run_config(parser, parser.parse_args(args))
     except ArgumentError as err:
         raise ConfigError(f"command line: {_message(err)}") from None
-    if cfg.task != task:
+    _check_task(cfg.task, task, source)
+    return cfg
+
+
+def _check_task(found: str, task: str, source: str) -> None:
+    if found != task:
         from .tasks import TASKS
 
-        other = TASKS.get(cfg.task)
-        raise ConfigError(f"{source}: this config is for task {cfg.task!r} but the script trains {task!r}"
+        other = TASKS.get(found)
+        raise ConfigError(f"{source}: this config is for task {found!r} but the script trains {task!r}"
                           + (f"; use {other.script}" if other else f"; tasks: {', '.join(TASKS)}"))
-    return cfg
 
 
 @contextlib.contextmanager
@@ -491,15 +522,16 @@ def exit_on_config_error():
 
 
 def load_config(argv: Sequence[str] | None, *, task: str, model_config_class, defaults: Mapping,
-                script: str = "train.py") -> RunConfig:
+                script: str = "train.py", source: str = "the default recipe") -> RunConfig:
     """The configuration of a training script run: `defaults` (or `--config FILE`) plus the command line
     (default: sys.argv). A ConfigError exits with status 2 and its message."""
     with exit_on_config_error():
         return build_config(task, model_config_class, base=defaults, argv=sys.argv[1:] if argv is None else argv,
-                            source="the script's defaults", script=script)
+                            source=source, script=script)
 
 
 __all__ = [
-    "CheckpointConfig", "ConfigError", "DataConfig", "EvalConfig", "KeyTable", "LoggingConfig", "RunConfig",
-    "TrainConfig", "build_config", "exit_on_config_error", "flatten", "load_config", "model_keys", "read_yaml",
+    "CheckpointConfig", "ConfigError", "DataConfig", "EvalConfig", "KeyTable", "LoggingConfig", "RECIPES",
+    "RunConfig", "TrainConfig", "build_config", "config_file", "exit_on_config_error", "flatten", "load_config",
+    "model_keys", "read_yaml", "recipe_names",
 ]

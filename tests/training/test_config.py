@@ -8,7 +8,7 @@ import yaml
 import hf_vq
 from hf_vq import VQVAEConfig, VQViTConfig
 from hf_vq.training.checkpoint import MARKER, resolve_resume
-from hf_vq.training.config import ConfigError, KeyTable, build_config, load_config, read_yaml
+from hf_vq.training.config import ConfigError, KeyTable, build_config, load_config, read_yaml, recipe_names
 from hf_vq.training.runtime import build_model_config
 
 from . import CONFIGS
@@ -111,6 +111,20 @@ def test_shipped_configs_parse_and_build_their_model_config(name):
     cfg = build_config(tree["task"], config_class, base=tree, source=name)
     model_config = build_model_config(config_class, cfg.model)
     assert model_config.quantizer["codebook_size"] >= 2
+
+
+def test_config_takes_a_recipe_name_or_a_path(tmp_path, monkeypatch):
+    by_name = build_config("vqvae", VQVAEConfig, argv=["--config", "demo_vqvae"])
+    by_path = build_config("vqvae", VQVAEConfig, argv=["--config", str(CONFIGS / "demo_vqvae.yaml")])
+    assert by_name == by_path and by_name.output_dir == "outputs/demo_vqvae"
+    assert {"vqvae_default", "vq_vit_default", "demo_vqvae"} <= set(recipe_names())
+    monkeypatch.chdir(tmp_path)  # a file of that name wins over the recipe
+    (tmp_path / "demo_vqvae").write_text("task: vqvae\noutput_dir: mine\n")
+    assert build_config("vqvae", VQVAEConfig, argv=["--config", "demo_vqvae"]).output_dir == "mine"
+    with pytest.raises(ConfigError, match="'demo' not found, and it is not the name of a recipe .*demo_vqvae"):
+        build_config("vqvae", VQVAEConfig, argv=["--config", "demo"])
+    with pytest.raises(ConfigError, match="recipe 'tiny_vq_vit': this config is for task 'vq_vit'"):
+        build_config("vqvae", VQVAEConfig, argv=["--config", "tiny_vq_vit"])
 
 
 def test_paper_recipes_hold_the_tables_values():
