@@ -7,16 +7,15 @@ through Accelerate.
     python training/train_vq_vit.py --config ... --resume           # continue from the latest checkpoint
     python training/train_vq_vit.py --config ... --resume auto      # the same, or a fresh start: pre-emptible jobs
 
-Any setting: --KEY VALUE with KEY a dotted path or a unique tail of one (--lr 3e-4, --quantizer.beta 0.9,
---optimization alternated --inner_steps 2); --help lists them all, --print_config shows the resolved config.
+The same as `python -m hf_vq.train vq-vit` (the entry point inside the package, for an installed wheel); any setting:
+--KEY VALUE, `--help` lists them all with this run's values, --print_config shows the resolved config.
 """
 
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # a source checkout runs without `pip install -e .`
-from hf_vq.training import VQ_VIT, main  # noqa: E402
-from hf_vq.training.config import RECIPES, read_yaml  # noqa: E402
+from hf_vq.train import main  # noqa: E402
 
 if __name__ == "__main__":
-    main(VQ_VIT, read_yaml(RECIPES / "vq_vit_default.yaml"))  # the run without arguments
+    main(["vq-vit", *sys.argv[1:]], prog=f"python {sys.argv[0]}")

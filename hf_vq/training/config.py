@@ -365,6 +365,12 @@ def config_file(value: str | Path) -> Path:
                       f"(recipes: {', '.join(recipe_names())})")
 
 
+def read_config(value: str | Path) -> tuple[dict, str]:
+    """(settings, where they come from) of `--config VALUE`: a YAML file or a recipe name."""
+    path = config_file(value)
+    return read_yaml(path), f"recipe {path.stem!r}" if path.parent == RECIPES else f"config file {str(path)!r}"
+
+
 def read_yaml(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
@@ -443,8 +449,105 @@ def _canonical_argv(argv: Sequence[str], table: KeyTable) -> tuple[str | None, l
     return config_path, out
 
 
+# ---------------------------------------------------------------------------------------------------- --help
+MODEL_KEYS_FILE = Path(__file__).with_name("model_keys.json")
+"""The `model.*` keys of every task as `describe_keys` writes them (package data): `--help` reads them here, so that
+it needs neither torch nor transformers. `write_model_keys()` regenerates it; a test compares it with the classes."""
+
+_RESTRICTED = {"PositiveInt": "int > 0", "NonNegativeInt": "int >= 0", "PositiveFloat": "float > 0",
+               "NonNegativeFloat": "float >= 0"}
+
+
+def type_name(tp: Any) -> str:
+    """A key's type as `--help` shows it: `int > 0`, `'joint'|'alternated'`, `float | null`, `list[int]`."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is Literal:
+        return "|".join(repr(a) for a in args)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return " | ".join("null" if a is type(None) else type_name(a) for a in args)
+    if origin is not None:
+        return f"{getattr(origin, '__name__', origin)}[{', '.join(type_name(a) for a in args)}]"
+    if tp is Ellipsis:
+        return "..."
+    name = getattr(tp, "__name__", str(tp))
+    return _RESTRICTED.get(name, name)
+
+
+def describe_keys(keys: Mapping[str, Key]) -> dict[str, dict]:
+    """{path: {"type", "default", "help"}}: the keys as `--help` shows them (JSON, for MODEL_KEYS_FILE)."""
+    return {path: {"type": type_name(key.type), "default": key.default, "help": key.help}
+            for path, key in keys.items()}
+
+
+def schema_keys() -> dict[str, Key]:
+    """The keys of RunConfig and its sections, each with the description its section's docstring gives."""
+    hints = typing.get_type_hints(RunConfig)
+    docs = {"": _docs(RunConfig)} | {f"{name}.": _docs(hints[name]) for name in SECTIONS}
+    return {path: dataclasses.replace(key, help=docs[path[: path.rfind(".") + 1]].get(path.rsplit(".", 1)[-1], ""))
+            for path, key in _schema_keys(RunConfig).items()}
+
+
+def write_model_keys() -> Path:
+    """Regenerate `MODEL_KEYS_FILE` from the tasks' model config classes."""
+    import json
+
+    from .tasks import TASKS
+
+    table = {name: describe_keys(model_keys(task.config_class)) for name, task in TASKS.items()}
+    MODEL_KEYS_FILE.write_text(json.dumps(table, indent=1, ensure_ascii=False) + "\n")
+    return MODEL_KEYS_FILE
+
+
+def _shown(value: Any) -> str:
+    """A value as it is typed on the command line (YAML)."""
+    if isinstance(value, str):
+        return value if value and yaml.safe_load(value) == value and " " not in value else repr(value)
+    return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("...").strip()
+
+
+def help_text(task: str, base: Mapping, source: str, prog: str, model_key_table: Mapping[str, dict] | None = None
+              ) -> str:
+    """`--help`: how settings are given, then one line per key with the value this run would use (`base`, from
+    `source`, over the defaults), its type and its description. `model_key_table` defaults to `MODEL_KEYS_FILE`'s
+    entry for `task`."""
+    if model_key_table is None:
+        import json
+
+        model_key_table = json.loads(MODEL_KEYS_FILE.read_text())[task]
+    keys = {**describe_keys(schema_keys()), **model_key_table}
+    values = {path: key["default"] for path, key in keys.items()} | flatten(
+        {k: v for k, v in base.items() if k != VERSION_KEY})
+    lines = [f"usage: {prog} [--config RECIPE|FILE] [--KEY VALUE ...] [--print_config] [--help]", "",
+             "Settings: --KEY VALUE, where KEY is a dotted path or a unique tail of one (--lr 3e-4, --quantizer.beta "
+             "0.9, --optimization alternated); also --KEY=VALUE and --set KEY=VALUE. Values are YAML.",
+             f"--config NAME|FILE: a YAML file, or a recipe by name ({', '.join(recipe_names())}); it replaces the "
+             "default recipe. --print_config: the resolved config as YAML.", "",
+             f"The values below are this run's: {source} over the built-in defaults.", ""]
+    flags = {path: f"--{path} {_shown(values[path])}" for path in keys}
+    width = min(56, max(len(flag) for flag in flags.values()) + 2)
+    for path, key in keys.items():
+        described = f"({key['type']}) {key['help']}".strip()
+        lines.append(f"  {flags[path]:<{width}}{described}")
+    return "\n".join(lines)
+
+
+def help_requested(argv: Sequence[str]) -> bool:
+    return any(token in ("-h", "--help") for token in argv)
+
+
+def config_argument(argv: Sequence[str]) -> str | None:
+    """The value of `--config` in `argv` (the last one), without parsing the rest."""
+    found = None
+    for i, token in enumerate(argv):
+        if token == "--config" and i + 1 < len(argv):
+            found = argv[i + 1]
+        elif token.startswith("--config="):
+            found = token.partition("=")[2]
+    return found
+
+
 # ---------------------------------------------------------------------------------------------------- the parser
-USAGE = "%(prog)s [--config FILE.yaml] [--KEY VALUE ...] [--print_config] [--help]"
+USAGE = "%(prog)s [--config RECIPE|FILE] [--KEY VALUE ...] [--print_config] [--help]"
 
 
 def build_parser(table: KeyTable, defaults: Mapping, source: str, script: str = "train.py"):
@@ -488,9 +591,11 @@ def build_config(task: str, model_config_class=None, *, base: Mapping | None = N
     table = KeyTable(model_config_class)
     config_path, args = _canonical_argv(argv, table)
     if config_path is not None:
-        path = config_file(config_path)
-        base = read_yaml(path)
-        source = f"recipe {path.stem!r}" if path.parent == RECIPES else f"config file {str(path)!r}"
+        base, source = read_config(config_path)
+    if help_requested(args):
+        model = describe_keys({path: key for path, key in table.keys.items() if path.startswith("model.")})
+        print(help_text(task, base or {}, source, script, model))
+        raise SystemExit(0)
     if (base or {}).get("task", task) != task:  # before its keys: another task's keys would be reported instead
         _check_task(base["task"], task, source)
     parser = build_parser(table, _release_checked(base or {}, table, model_config_class, source), source, script)
@@ -508,7 +613,13 @@ def _check_task(found: str, task: str, source: str) -> None:
 
         other = TASKS.get(found)
         raise ConfigError(f"{source}: this config is for task {found!r} but the script trains {task!r}"
-                          + (f"; use {other.script}" if other else f"; tasks: {', '.join(TASKS)}"))
+                          + (f"; train it with `python -m hf_vq.train {command_name(found)}` ({other.script})" if other
+                             else f"; tasks: {', '.join(TASKS)}"))
+
+
+def command_name(task: str) -> str:
+    """The task's name on the command line: `python -m hf_vq.train vq-vit` trains task "vq_vit"."""
+    return task.replace("_", "-")
 
 
 @contextlib.contextmanager

@@ -1,6 +1,6 @@
 """The training loop of every task in `tasks.TASKS`, through Accelerate: setup, loop, eval, save.
 
-`main(task, defaults)` is what training/train_vqvae.py and training/train_vq_vit.py run: the config from the
+`main(task, recipe)` is what `python -m hf_vq.train TASK` (and training/train_*.py) run: the config from the
 command line, then `train`. The reproduction (hf_vq/experiments/ablations.py) calls `train` with its own data,
 a `Callback` and `save=False`.
 """
@@ -152,11 +152,13 @@ def train(cfg: RunConfig, task: Task, *, data: PreparedData | None = None, callb
     return TrainResult(unwrapped, metrics, facts)
 
 
-def main(task: Task, defaults: dict, argv: list[str] | None = None) -> TrainResult:
-    """A training script: the config from `argv` (default: the command line) over `defaults`, then `train`; a
-    bad input ends the run with `error: <message>` and exit status 2."""
+def main(task: Task, defaults: dict, argv: list[str] | None = None, *, source: str = "the default recipe",
+         script: str | None = None) -> TrainResult:
+    """A training run from the command line (`python -m hf_vq.train`): the config from `argv` (default: the
+    command line) over `defaults` (a recipe, read from `source`), then `train`; a bad input ends the run with
+    `error: <message>` and exit status 2."""
     cfg = load_config(argv, task=task.name, model_config_class=task.config_class, defaults=defaults,
-                      script=task.script)
+                      script=script or task.script, source=source)
     with exit_on_config_error():
         return train(cfg, task)
 

@@ -217,19 +217,34 @@ def run_cli(capsys, argv, defaults):
     return capsys.readouterr().out
 
 
-def test_help_lists_every_key_with_its_description_and_the_scripts_default(capsys):
+def test_help_lists_every_key_on_one_line_with_this_runs_value(capsys):
     script_defaults = {"task": "vqvae", "train": {"lr": 0.00123}, "model": {"latent_channels": 24}}
-    out = " ".join(run_cli(capsys, ["--help"], script_defaults).split())
-    assert "usage: train_vqvae.py [--config FILE.yaml]" in out
-    assert "--train.lr LR peak learning rate of AdamW. (type: PositiveFloat, default: 0.00123)" in out
-    assert "--model.latent_channels LATENT_CHANNELS Channels of the latent grid, which is also the codebook " \
-           "dimension. (type: int, default: 24)" in out
-    assert "--model.quantizer.sync_nu SYNC_NU ν of the synchronized update (eq 21). (type: float, default: 0.01)" \
-           in out
-    assert "--train.optimization {joint,alternated}" in out
-    assert "--data.normalize {minus_one_one,zero_one,imagenet}" in out
-    for key in KeyTable(VQVAEConfig).keys:
-        assert f"--{key} " in out, key
+    lines = run_cli(capsys, ["--help"], script_defaults).splitlines()
+    assert lines[0].startswith("usage: train_vqvae.py [--config RECIPE|FILE]")
+    by_key = {line.split()[0]: line for line in lines if line.startswith("  --")}
+    assert set(by_key) == {f"--{key}" for key in KeyTable(VQVAEConfig).keys}  # every key, one line each
+    assert " ".join(by_key["--train.lr"].split()) == "--train.lr 0.00123 (float > 0) peak learning rate of AdamW."
+    assert " ".join(by_key["--model.latent_channels"].split()) == (
+        "--model.latent_channels 24 (int) Channels of the latent grid, which is also the codebook dimension.")
+    assert " ".join(by_key["--model.quantizer.sync_nu"].split()) == (
+        "--model.quantizer.sync_nu 0.01 (float) ν of the synchronized update (eq 21).")
+    assert "('joint'|'alternated')" in by_key["--train.optimization"]
+    assert by_key["--data.max_test_samples"].split()[1:4] == ["null", "(int", ">"]
+    # --config NAME: the recipe's values
+    lines = run_cli(capsys, ["--config", "demo_vqvae", "--help"], script_defaults).splitlines()
+    assert "recipe 'demo_vqvae' over the built-in defaults" in "\n".join(lines)
+    assert any(line.split()[:2] == ["--train.epochs", "12"] for line in lines)
+
+
+def test_help_model_keys_file_matches_the_model_config_classes():
+    """--help reads the model keys from model_keys.json (no torch); regenerate it with
+    `python -c "from hf_vq.training.config import write_model_keys; write_model_keys()"`."""
+    from hf_vq.training.config import MODEL_KEYS_FILE, describe_keys, model_keys
+    from hf_vq.training.tasks import TASKS
+
+    saved = json.loads(MODEL_KEYS_FILE.read_text())
+    live = json.loads(json.dumps({name: describe_keys(model_keys(task.config_class)) for name, task in TASKS.items()}))
+    assert saved == live
 
 
 def test_print_config_is_the_resolved_config(capsys, tmp_path):
