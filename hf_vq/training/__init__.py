@@ -8,6 +8,9 @@ The names below are imported on first use (PEP 562), so that `hf_vq.training.con
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import sys
+import types
 
 _EXPORTS = {
     "..data": ("image_processor",),
@@ -30,12 +33,27 @@ __all__ = sorted(_WHERE)
 
 
 def __getattr__(name: str):
-    if name not in _WHERE:
+    if name in _WHERE:
+        value = getattr(importlib.import_module(_WHERE[name], __name__), name)
+    elif importlib.util.find_spec(f"{__name__}.{name}") is not None:  # a submodule, as after an eager import
+        value = importlib.import_module(f".{name}", __name__)
+    else:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_WHERE[name], __name__), name)
     globals()[name] = value
     return value
 
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *_WHERE})
+
+
+class _Package(types.ModuleType):
+    """Keeps an exported name that is also a submodule's (`evaluate`) bound to the export: importing the submodule
+    would otherwise rebind it to the module, as the eager `from .evaluate import evaluate` used to undo."""
+
+    def __setattr__(self, name: str, value) -> None:
+        if not (name in _WHERE and isinstance(value, types.ModuleType)):
+            super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
