@@ -77,8 +77,8 @@ def prepare_data(
             cfg.source, image_column=cfg.image_column, label_column=label_column,
             train_split=cfg.train_split, test_split=cfg.test_split,
         )
-    except HubUnavailableError as err:
-        raise ConfigError(f"data.source: {err}") from None
+    except (HubUnavailableError, ModuleNotFoundError) as err:  # the message says what to do
+        raise ConfigError(f"data.source {cfg.source!r}: {err}") from None
     except (ValueError, FileNotFoundError, ConnectionError) as err:
         raise ConfigError(f"data.source {cfg.source!r}: {err} (data.image_column={cfg.image_column!r}, "
                           f"data.label_column={label_column!r}, data.train_split={cfg.train_split!r}, "
