@@ -146,7 +146,7 @@ def train(cfg: RunConfig, task: Task, *, data: PreparedData | None = None, callb
         processor = data.processor or image_processor(model_config.image_size, data.mean, data.std, cfg.data.resample)
         save_final(accelerator, model, processor, cfg, metrics, plots, facts)
         print_summary(cfg, metrics, plots, facts)
-        push(accelerator, cfg)
+        facts["pushed"] = push(accelerator, cfg) if cfg.push_to_hub else None
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return TrainResult(unwrapped, metrics, facts)
@@ -160,7 +160,10 @@ def main(task: Task, defaults: dict, argv: list[str] | None = None, *, source: s
     cfg = load_config(argv, task=task.name, model_config_class=task.config_class, defaults=defaults,
                       script=script or task.script, source=source)
     with exit_on_config_error():
-        return train(cfg, task)
+        result = train(cfg, task)
+    if result.facts.get("pushed") is False:  # the run is complete; its upload failed (one line said how to retry)
+        raise SystemExit(1)
+    return result
 
 
 __all__ = ["Callback", "TrainResult", "main", "train"]

@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 
 from hf_vq.training.checkpoint import complete_checkpoints
 
-from . import CONFIGS, REPO, RUN_TIMEOUT, launch_two, read_jsonl, run_script, script_command, script_env
+from . import ACCELERATE, CONFIGS, REPO, RUN_TIMEOUT, launch_two, read_jsonl, run_script, script_command, script_env
 
 PICKLES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 VAE_CONFIG = str(CONFIGS / "tiny_vqvae.yaml")
@@ -275,3 +275,16 @@ def test_bad_inputs_stop_before_training(tmp_path, data_dir, args, message):
     assert result.returncode == 2, result.stderr[-2000:]
     assert message in result.stderr
     assert not (out / "train_log.jsonl").exists()
+
+
+def test_accelerate_launch_cpu_with_two_processes_is_refused(tmp_path, data_dir):
+    """`accelerate launch --cpu --num_processes 2` starts one process (Accelerate 1.x); the run says so and stops
+    before anything is written, instead of training alone while the user expects two processes."""
+    out = tmp_path / "cpu2"
+    launcher = [ACCELERATE, "launch", "--cpu", "--num_processes", "2", "--mixed_precision", "no",
+                "--dynamo_backend", "no", "-m", "hf_vq.train"]
+    result = subprocess.run([*launcher, "vqvae", "--config", VAE_CONFIG, "--output_dir", str(out)], cwd=tmp_path,
+                            env=script_env(data_dir), capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    assert result.returncode != 0
+    assert "error: `accelerate launch --cpu --num_processes N` starts a single process" in result.stderr
+    assert not out.exists()
