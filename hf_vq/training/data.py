@@ -7,7 +7,7 @@ expects, a Hub id without network) into a `ConfigError` that names the setting t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import datasets
@@ -43,6 +43,8 @@ class PreparedData:
     batch_sampler: torch.utils.data.Sampler | None = None
     # the image processor the transform applies, saved with the model; None: built from the fields above
     processor: Any = None
+    # what a run reports about its data: {"test_split": where it comes from, "image_conversion": ...}
+    facts: dict = field(default_factory=dict)
 
 
 def _num_classes(ds: datasets.Dataset) -> list[str]:
@@ -104,8 +106,17 @@ def prepare_data(
     class_names = _num_classes(train) if need_labels else None
     mean, std = normalization(cfg.normalize, num_channels)
     transform = ImageTransform(image_size, num_channels, normalize=(mean, std), resample=cfg.resample)
+    facts = {"train_split": f"{cfg.source!r} split {cfg.train_split!r}",
+             "test_split": getattr(dsd, "test_origin", f"{cfg.source!r} split 'test'")}
+    modes = sorted({train[0]["image"].mode, test[0]["image"].mode} - {transform.mode})
+    if modes:  # the first image of each split stands for the split
+        facts["image_conversion"] = (f"images converted from PIL mode {'/'.join(modes)} to {transform.mode} "
+                                     f"(model.num_channels={num_channels})")
+    if len(train) < len(dsd["train"]) or len(test) < len(dsd["test"]):
+        facts["subsets"] = (f"fixed-seed subsets: {len(train)} train / {len(test)} test examples "
+                            "(data.max_train_samples / data.max_test_samples)")
     return PreparedData(train.with_transform(transform), test.with_transform(transform), class_names, mean, std,
-                        processor=transform.processor)
+                        processor=transform.processor, facts=facts)
 
 
 def make_loaders(data: PreparedData, *, batch_size: int, eval_batch_size: int, num_workers: int) -> tuple:

@@ -59,6 +59,24 @@ def test_prepare_data_checks(image_dir, tmp_path):
         prepare_data(DataConfig(source=str(tmp_path / "missing")), image_size=12, num_channels=3, need_labels=False)
 
 
+def test_prepared_data_states_where_the_test_split_comes_from_and_what_was_converted(image_dir, tmp_path):
+    data = prepare_data(DataConfig(source=str(image_dir)), image_size=12, num_channels=3, need_labels=True)
+    assert data.facts == {"train_split": f"{str(image_dir)!r} split 'train'",
+                          "test_split": f"{str(image_dir)!r} split 'test'"}
+    folder = tmp_path / "folder"  # an image folder: no test split, RGB images for a 1-channel model
+    for label in ("a", "b"):
+        (folder / label).mkdir(parents=True)
+        for i in range(10):
+            Image.fromarray(np.full((12, 12, 3), 20 * i, dtype=np.uint8)).save(folder / label / f"{i}.png")
+    data = prepare_data(DataConfig(source=str(folder), max_train_samples=5), image_size=12, num_channels=1,
+                        need_labels=True)
+    assert len(data.train) == 5 and len(data.test) == 2 and data.train[0]["pixel_values"].shape[0] == 1
+    assert data.facts["test_split"] == (f"a fixed-seed 10% of {str(folder)!r} split 'train', held out from training "
+                                        "(the source has no test split)")
+    assert data.facts["image_conversion"] == "images converted from PIL mode RGB to L (model.num_channels=1)"
+    assert data.facts["subsets"].startswith("fixed-seed subsets: 5 train / 2 test examples")
+
+
 def test_empty_dataset_is_refused(image_dir, tmp_path):
     ds = datasets.load_from_disk(str(image_dir))
     empty = tmp_path / "empty"
