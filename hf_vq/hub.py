@@ -22,6 +22,7 @@ import os
 import re
 import shlex
 import shutil
+import sys
 import tempfile
 import warnings
 from collections.abc import Iterable, Mapping
@@ -576,8 +577,9 @@ def main(argv: Iterable[str] | None = None) -> int:
     try:
         info = push_folder(args.folder, args.repo_id, ignore_patterns=LOCAL_ONLY, commit_message=args.commit_message,
                            private=args.private or None, revision=args.revision)
-    except (ValueError, RuntimeError, OSError) as err:
-        print(f"error: {err}", flush=True)
+    except Exception as err:  # a bad folder or repo id, no login, no network: one line, not a traceback
+        reason = " ".join(f"{type(err).__name__}: {err}".split())
+        print(f"error: push of {args.folder} to {args.repo_id} failed: {reason}", file=sys.stderr, flush=True)
         return 1
     print(f"pushed to {info.commit_url}")
     return 0

@@ -307,8 +307,12 @@ def test_a_failed_push_prints_one_line_and_the_retry_command_uploads_the_same_fi
     printed = capsys.readouterr().out.strip()
     assert "\n" not in printed and f"the run is complete in {out}" in printed
     assert printed.endswith(f"upload it with: python -m hf_vq.hub push {out} me/run")
+    retry = printed.split("upload it with: python -m hf_vq.hub ")[1].split()
+    assert hub_main(retry) == 1  # still unreachable: one line, no traceback
+    assert capsys.readouterr().err.strip() == (f"error: push of {out} to me/run failed: ConnectionError: [Errno -2] "
+                                               "Name or service not known")
     monkeypatch.setattr(HfApi, "upload_folder", upload_folder)  # the Hub is back: the printed command uploads
-    assert hub_main(printed.split("upload it with: python -m hf_vq.hub ")[1].split()) == 0
+    assert hub_main(retry) == 0
     [(repo, files, kwargs)] = hub_calls.uploads
     assert repo == "me/run" and set(files) == {"model.safetensors", "config.json", "README.md"}
 
