@@ -1,6 +1,6 @@
 """hf_vq: vector-quantized networks that don't collapse (Huh et al., ICML 2023), for the Hugging Face stack.
 
-`import hf_vq` is light: the names below are imported on first use (PEP 562 `__getattr__`), so the command line
+`import hf_vq` is light: the names below are imported on first use (`hf_vq.lazy`), so the command line
 (`python -m hf_vq.train vqvae --help`) starts without torch. The VQ-ViT and VQ-VAE models are registered with
 transformers' Auto classes when `hf_vq.models` is imported (touching any model class does it) and, after
 `import hf_vq`, as soon as transformers' Auto classes are imported (or at once when they already are), so
@@ -14,38 +14,22 @@ import importlib.abc
 import sys
 from typing import TYPE_CHECKING
 
+from .lazy import make_lazy
 from .version import __version__ as __version__
 
 if TYPE_CHECKING:
     from .models import QuantizerConfig, VQVAEConfig, VQVAEModel, VQViTConfig, VQViTForImageClassification, VQViTModel
     from .quantization import AlternatingOptimizer, QuantizerOutput, VectorQuantizer, end_step
 
-_EXPORTS = {
-    **dict.fromkeys(("QuantizerConfig", "VQVAEConfig", "VQVAEModel", "VQViTConfig", "VQViTForImageClassification",
-                     "VQViTModel"), "models"),
-    **dict.fromkeys(("AlternatingOptimizer", "QuantizerOutput", "VectorQuantizer", "end_step"), "quantization"),
-}
-_SUBMODULES = ("data", "experiments", "hub", "metrics", "models", "quantization", "train", "training")
-
 __all__ = [
     "AlternatingOptimizer", "QuantizerConfig", "QuantizerOutput", "VQVAEConfig", "VQVAEModel", "VQViTConfig",
     "VQViTForImageClassification", "VQViTModel", "VectorQuantizer", "end_step",
 ]
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    elif name in _SUBMODULES:
-        value = importlib.import_module(f".{name}", __name__)
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS, *_SUBMODULES})
+make_lazy(__name__, {
+    **dict.fromkeys(("QuantizerConfig", "VQVAEConfig", "VQVAEModel", "VQViTConfig", "VQViTForImageClassification",
+                     "VQViTModel"), ".models"),
+    **dict.fromkeys(("AlternatingOptimizer", "QuantizerOutput", "VectorQuantizer", "end_step"), ".quantization"),
+})
 
 
 # ---------------------------------------------------------------------------------------------------- Auto classes

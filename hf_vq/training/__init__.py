@@ -2,15 +2,12 @@
 configuration, data, optimizers and schedules, the step, evaluation, checkpoints, logging, plots and the final
 export. `python -m hf_vq.train TASK` (and training/train_*.py) run `main(task, recipe)`.
 
-The names below are imported on first use (PEP 562), so that `hf_vq.training.config` (the command line's
+The names below are imported on first use (`hf_vq.lazy`), so that `hf_vq.training.config` (the command line's
 `--help`) loads without torch."""
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import sys
-import types
+from ..lazy import make_lazy
 
 _EXPORTS = {
     "..data": ("image_processor",),
@@ -27,33 +24,5 @@ _EXPORTS = {
     ".tasks": ("TASKS", "Task", "VQVAE", "VQ_VIT"),
     ".tracking": ("LOG_FILE", "RunLogger", "progress_bar", "read_log", "tracker_config"),
 }
-_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
-
-__all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str):
-    if name in _WHERE:
-        value = getattr(importlib.import_module(_WHERE[name], __name__), name)
-    elif importlib.util.find_spec(f"{__name__}.{name}") is not None:  # a submodule, as after an eager import
-        value = importlib.import_module(f".{name}", __name__)
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_WHERE})
-
-
-class _Package(types.ModuleType):
-    """Keeps an exported name that is also a submodule's (`evaluate`) bound to the export: importing the submodule
-    would otherwise rebind it to the module, as the eager `from .evaluate import evaluate` used to undo."""
-
-    def __setattr__(self, name: str, value) -> None:
-        if not (name in _WHERE and isinstance(value, types.ModuleType)):
-            super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
+__all__ = sorted(name for names in _EXPORTS.values() for name in names)
+make_lazy(__name__, {name: module for module, names in _EXPORTS.items() for name in names})
