@@ -267,3 +267,17 @@ def test_a_config_file_replaces_the_scripts_defaults(tmp_path):
     with pytest.raises(ConfigError, match=r"^the script's defaults: .*train.lr"):  # checked too
         build_config("vqvae", VQVAEConfig, base={"task": "vqvae", "train": {"lr": "fast"}},
                      source="the script's defaults")
+
+
+def test_entry_point_names_its_tasks(capsys):
+    from hf_vq.train import main, parse_task
+
+    assert parse_task(["vq-vit", "--lr", "1"]) == parse_task(["vq_vit"]) == "vq_vit"
+    assert parse_task(["vqvae"]) == "vqvae"
+    with pytest.raises(SystemExit) as exit_:
+        main(["vae"])
+    assert exit_.value.code == 2
+    assert "error: unknown task 'vae'; choose one of: vqvae, vq-vit" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(["vqvae", "--config", "nope", "--help"])
+    assert exit_.value.code == 2 and "'nope' not found, and it is not the name of a recipe" in capsys.readouterr().err
