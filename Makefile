@@ -33,7 +33,7 @@ test: lint
 	$(PY) -m pytest -q
 
 demo: install
-	$(VENV)/bin/accelerate launch --num_processes 1 --cpu training/train_vqvae.py --config configs/demo_vqvae.yaml
+	$(VENV)/bin/accelerate launch --num_processes 1 --cpu -m hf_vq.train vqvae --config demo_vqvae
 
 bench: install
 	$(PY) benchmarks/quantizer.py --json benchmarks/results/quantizer.json

@@ -8,8 +8,9 @@ training arguments, loading code, plots and the paper's citation.
 `push_folder` uploads a saved model folder in ONE commit with `HfApi.upload_folder`, after checking locally
 that it holds safetensors weights and no pickle file (so a bad folder never leaves a half-uploaded repo); the
 training scripts push their finished output folder with it. `push_to_hub` saves a model, its image processor,
-card and plots to a temporary folder and pushes that. Neither uses `model.push_to_hub` (which replaces README.md
-with transformers' own card) nor `ModelCard.push_to_hub`.
+card and plots to a temporary folder and pushes that; `python -m hf_vq.hub push FOLDER REPO_ID` pushes a finished
+training folder from the command line, and `check_push_access` is a training run's check before it starts. Neither
+uses `model.push_to_hub` (which replaces README.md with transformers' own card) nor `ModelCard.push_to_hub`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ import json
 import math
 import os
 import re
+import shlex
 import shutil
+import sys
 import tempfile
 import warnings
 from collections.abc import Iterable, Mapping
@@ -30,8 +33,8 @@ from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
 from huggingface_hub.hf_api import DEFAULT_IGNORE_PATTERNS
 from huggingface_hub.utils import HFValidationError, filter_repo_objects, validate_repo_id
 
-__all__ = ["CITATION", "PICKLE_SUFFIXES", "files_to_upload", "find_template", "push_folder", "push_to_hub",
-           "render_model_card", "save_model_card"]
+__all__ = ["CITATION", "LOCAL_ONLY", "PICKLE_SUFFIXES", "check_push_access", "files_to_upload", "find_template",
+           "push_folder", "push_to_hub", "render_model_card", "retry_command", "save_model_card"]
 
 TEMPLATES = Path(__file__).resolve().parent / "model_cards"
 
@@ -538,3 +541,76 @@ def push_to_hub(
             shutil.copyfile(local, Path(tmp) / key)
         return push_folder(tmp, repo_id, commit_message=commit_message, private=private, token=token,
                            revision=revision, create_repo=create_repo)
+
+
+# ---------------------------------------------------------------------------------------------------- training runs
+LOCAL_ONLY = ("checkpoints/", "tensorboard/", "debug/")
+"""What stays local when a training run's folder is pushed: resumable state (pickled RNG and optimizer states), the
+tracker's event files, the per-rank debug dumps."""
+
+
+def retry_command(folder: str | os.PathLike, repo_id: str) -> str:
+    """The command that uploads a finished training folder later (what a failed or skipped push prints)."""
+    return f"python -m hf_vq.hub push {shlex.quote(str(folder))} {shlex.quote(repo_id)}"
+
+
+def check_push_access(repo_id: str, token: str | bool | None = None) -> None:
+    """Before a training run: can `repo_id` be pushed to at its end? RuntimeError naming the fix when offline
+    mode is on, no token is found, the token is rejected or read-only, the namespace is neither the user's nor
+    one of their organisations', or the Hub cannot be reached (`HfApi.whoami`, one request)."""
+    from huggingface_hub import constants
+    from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
+
+    _check_repo_id(repo_id)
+    if constants.HF_HUB_OFFLINE:
+        raise RuntimeError("HF_HUB_OFFLINE is on, so the upload at the end would fail; unset one of them")
+    try:
+        info = HfApi(token=token).whoami()
+    except LocalTokenNotFoundError:
+        raise RuntimeError("no Hugging Face token found: log in with `hf auth login` (or set HF_TOKEN)") from None
+    except HfHubHTTPError as err:
+        status = getattr(err.response, "status_code", None)
+        if status == 401:
+            raise RuntimeError("the Hugging Face token was rejected (401): log in again with `hf auth login`"
+                               ) from None
+        raise RuntimeError(f"the Hub answered {status or 'an error'} ({' '.join(str(err).split())[:200]})") from None
+    except Exception as err:  # connection errors: their classes depend on the HTTP backend
+        raise RuntimeError(f"the Hub cannot be reached ({type(err).__name__}: {' '.join(str(err).split())[:200]})"
+                           ) from None
+    role = ((info.get("auth") or {}).get("accessToken") or {}).get("role")
+    if role == "read":
+        raise RuntimeError("the Hugging Face token is read-only: log in with a write token (`hf auth login`)")
+    namespace = repo_id.split("/")[0] if "/" in repo_id else info.get("name")
+    allowed = {info.get("name"), *(org.get("name") for org in info.get("orgs") or [])}
+    if namespace not in allowed:
+        raise RuntimeError(f"user {info.get('name')!r} cannot create repos under {namespace!r} (theirs: "
+                           f"{', '.join(sorted(n for n in allowed if n))})")
+
+
+def main(argv: Iterable[str] | None = None) -> int:
+    """`python -m hf_vq.hub push FOLDER REPO_ID`: upload a finished training folder in one commit (`push_folder`,
+    leaving out `LOCAL_ONLY`)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m hf_vq.hub", description=main.__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    push = commands.add_parser("push", help="upload a finished training folder (model, card, plots, log), one commit")
+    push.add_argument("folder", help="the run's output_dir")
+    push.add_argument("repo_id", help="'name' or 'namespace/name'")
+    push.add_argument("--private", action="store_true", help="create the repo private")
+    push.add_argument("--revision", default=None, help="a branch (created if missing)")
+    push.add_argument("--commit-message", default="Upload hf_vq model trained with hf_vq.training")
+    args = parser.parse_args(None if argv is None else list(argv))
+    try:
+        info = push_folder(args.folder, args.repo_id, ignore_patterns=LOCAL_ONLY, commit_message=args.commit_message,
+                           private=args.private or None, revision=args.revision)
+    except Exception as err:  # a bad folder or repo id, no login, no network: one line, not a traceback
+        reason = " ".join(f"{type(err).__name__}: {err}".split())
+        print(f"error: push of {args.folder} to {args.repo_id} failed: {reason}", file=sys.stderr, flush=True)
+        return 1
+    print(f"pushed to {info.commit_url}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

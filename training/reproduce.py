@@ -117,8 +117,8 @@ def fmt_time(seconds: float) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--smoke", action="store_true", help="~2-minute version (configs/reproduce/smoke.yaml) to a temp dir")
-    p.add_argument("--config", default=None, help="YAML config (default configs/reproduce/full.yaml or smoke.yaml)")
+    p.add_argument("--smoke", action="store_true", help="~2-minute version (hf_vq/recipes/reproduce/smoke.yaml) to a temp dir")
+    p.add_argument("--config", default=None, help="YAML config (default hf_vq/recipes/reproduce/full.yaml or smoke.yaml)")
     p.add_argument("--out", default=None, help="output dir for results.md and figures/ (default docs/, smoke: a temp dir)")
     p.add_argument("--only", default=None, help=f"comma-separated parts among {','.join(PARTS + EXTRA_PARTS)} (diag: not in the default run)")
     p.add_argument("--workers", type=int, default=None, help="parallel single-threaded runs (default: config, 2)")
@@ -126,7 +126,7 @@ def main(argv=None) -> int:
     p.add_argument("--render-only", action="store_true", help="re-render results.md from raw_runs.jsonl; train nothing")
     args = p.parse_args(argv)
 
-    config_path = Path(args.config) if args.config else ROOT / "configs/reproduce" / ("smoke.yaml" if args.smoke else "full.yaml")
+    config_path = Path(args.config) if args.config else ROOT / "hf_vq/recipes/reproduce" / ("smoke.yaml" if args.smoke else "full.yaml")
     cfg = load_config(config_path)
     if args.out:
         out = Path(args.out)

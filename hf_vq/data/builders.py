@@ -5,8 +5,9 @@ Each builder returns a ``datasets.DatasetDict`` with splits ``"train"``/``"test"
 
 - ``fashion_mnist``: Fashion-MNIST, 60,000 train / 10,000 test 28x28 grey images, 10 classes, read from the
   IDX files of the Debian package ``dataset-fashion-mnist`` (``apt-get install dataset-fashion-mnist``).
-- ``digits``: scikit-learn's ``load_digits``, 1,797 8x8 grey images (16 levels scaled to 0..255), 10 classes,
-  a fixed-seed 80/20 split.
+- ``digits``: the UCI handwritten digits of scikit-learn's ``load_digits``, shipped with hf_vq (``files/digits.npz``,
+  CC BY 4.0, see ``files/README.md``): 1,797 8x8 grey images (16 levels scaled to 0..255), 10 classes, a fixed-seed
+  80/20 split.
 - ``patches``: 32x32 RGB patches cut from the colour photos bundled with scikit-image; label = source photo.
 
 ``build_dataset`` writes a build to ``DIR.tmp-*`` and renames it to ``DIR`` when complete, so ``DIR`` is either
@@ -18,6 +19,7 @@ with the same options does nothing.
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import inspect
 import json
 import logging
@@ -46,6 +48,9 @@ FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_CLASSES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 )
+
+DIGITS_FILE = Path(__file__).with_name("files") / "digits.npz"
+"""scikit-learn's ``load_digits`` arrays (UCI, CC BY 4.0): ``images`` (1797, 8, 8) uint8 in 0..16, ``labels``."""
 
 PATCH_PHOTOS = (
     "astronaut", "chelsea", "coffee", "hubble_deep_field", "immunohistochemistry", "retina", "rocket",
@@ -160,15 +165,14 @@ def build_fashion_mnist(
 def build_digits(
     *, image_size: int | None = None, max_train: int | None = None, max_test: int | None = None
 ) -> datasets.DatasetDict:
-    """scikit-learn's handwritten digits: 1,797 8x8 grey images, 16 levels scaled to 0..255, classes "0".."9".
+    """The handwritten digits of scikit-learn's ``load_digits`` (``DIGITS_FILE``, shipped with hf_vq: no scikit-learn
+    needed): 1,797 8x8 grey images, 16 levels scaled to 0..255, classes "0".."9".
 
     The split is a fixed-seed permutation whose last 20 % is test: train 1,438 / test 359.
     """
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    images = np.rint(digits.images * (255.0 / 16.0)).astype(np.uint8)
-    labels = digits.target
+    with np.load(DIGITS_FILE, allow_pickle=False) as digits:
+        images = np.rint(digits["images"] * (255.0 / 16.0)).astype(np.uint8)
+        labels = digits["labels"].astype(np.int64)
     order = np.random.default_rng(SEED).permutation(len(images))
     n_test = round(0.2 * len(images))
     train, test = order[:-n_test], order[-n_test:]
@@ -179,6 +183,19 @@ def build_digits(
         max_train=max_train,
         max_test=max_test,
     )
+
+
+# builder -> (module, the pip requirement that installs it); hf_vq depends on each, so only an install without
+# dependencies (`pip install --no-deps`) lacks one
+REQUIREMENTS = {"patches": ("skimage", "scikit-image")}
+
+
+def check_requirements(name: str) -> None:
+    """ModuleNotFoundError with the `pip install` line when builder `name` needs a package that is not installed."""
+    module, requirement = REQUIREMENTS.get(name, (None, None))
+    if module is not None and importlib.util.find_spec(module) is None:
+        raise ModuleNotFoundError(f"offline dataset {name!r} is built from files that {requirement} ships, and "
+                                  f"{requirement} is not installed: pip install {requirement}", name=module)
 
 
 def _load_photo(name: str) -> np.ndarray:
@@ -285,6 +302,7 @@ def build_dataset(name: str, output_dir: str | Path, *, overwrite: bool = False,
     if name not in BUILDERS:
         raise ValueError(f"unknown offline dataset {name!r}; available: {', '.join(BUILDERS)}")
     builder = BUILDERS[name]
+    check_requirements(name)
     try:
         bound = inspect.signature(builder).bind(**options)
     except TypeError as err:

@@ -63,7 +63,8 @@ def load_image_dataset(
     ``default_data_dir() / NAME``; or a Hub dataset id (HubUnavailableError, a ConnectionError, when the Hub
     cannot be reached). ``image_column`` (an ``Image`` feature) is renamed "image" and ``label_column`` (a
     ClassLabel or integer feature; None for none) "label"; other columns are dropped. The test split is
-    ``test_split`` if given, else "test", else "validation", else a fixed-seed ``test_size`` share of train.
+    ``test_split`` if given, else "test", else "validation", else a fixed-seed ``test_size`` share of train;
+    the returned DatasetDict's ``test_origin`` attribute says which, in words (run facts, model cards).
     Raises ValueError for a missing split or column and for an empty split.
     """
     source = os.fspath(source)
@@ -101,4 +102,10 @@ def load_image_dataset(
         if len(splits["train"]) < 2:
             raise ValueError(f"{source!r} has no test split and too few examples ({len(splits['train'])}) to make one")
         splits = splits["train"].train_test_split(test_size=test_size, seed=SEED)
-    return datasets.DatasetDict(splits)
+        test_origin = (f"a fixed-seed {test_size:.0%} of {source!r} split {train_split!r}, held out from training "
+                       "(the source has no test split)")
+    else:
+        test_origin = f"{source!r} split {test_name!r}"
+    result = datasets.DatasetDict(splits)
+    result.test_origin = test_origin
+    return result

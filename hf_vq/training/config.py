@@ -3,7 +3,8 @@
 A run's settings come in three layers, later ones winning:
 
 1. the defaults of the dataclasses below and, for `model.*`, of the task's model config class;
-2. the YAML file of `--config FILE`, or without one the script's own defaults;
+2. the YAML file of `--config FILE` (a path, or the name of a recipe in hf_vq/recipes: `--config demo_vqvae`),
+   or without one the task's default recipe (`hf_vq/recipes/<task>_default.yaml`);
 3. the command line: `--KEY VALUE`, `--KEY=VALUE` or `--set KEY=VALUE`.
 
 KEY is a dotted path (`train.lr`, `model.quantizer.beta`) or any unique tail of one (`lr`, `quantizer.beta`).
@@ -366,6 +367,33 @@ class KeyTable:
 
 
 # ---------------------------------------------------------------------------------------------------- files and argv
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+"""The training recipes that ship with hf_vq (package data): `--config NAME` reads `RECIPES / "NAME.yaml"`."""
+
+
+def recipe_names() -> list[str]:
+    return sorted(path.stem for path in RECIPES.glob("*.yaml"))
+
+
+def config_file(value: str | Path) -> Path:
+    """The YAML file of `--config VALUE`: an existing file, else the recipe of that name (a file stem in
+    hf_vq/recipes). ConfigError when it is neither."""
+    path = Path(value).expanduser()
+    if path.is_file():
+        return path
+    recipe = RECIPES / f"{value}.yaml"
+    if Path(str(value)).name == str(value) and recipe.is_file():
+        return recipe
+    raise ConfigError(f"config file {str(value)!r} not found, and it is not the name of a recipe "
+                      f"(recipes: {', '.join(recipe_names())})")
+
+
+def read_config(value: str | Path) -> tuple[dict, str]:
+    """(settings, where they come from) of `--config VALUE`: a YAML file or a recipe name."""
+    path = config_file(value)
+    return read_yaml(path), f"recipe {path.stem!r}" if path.parent == RECIPES else f"config file {str(path)!r}"
+
+
 def read_yaml(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
@@ -428,7 +456,8 @@ def _canonical_argv(argv: Sequence[str], table: KeyTable) -> tuple[str | None, l
             key, _, value = value.partition("=")
         if key == "config":
             if value is None:
-                raise ConfigError("command line: --config needs a YAML file path")
+                raise ConfigError("command line: --config needs a YAML file or a recipe name "
+                                  f"({', '.join(recipe_names())})")
             config_path = value
             continue
         if key in SECTIONS and value is not None:  # a section as YAML or a YAML file, read by jsonargparse
@@ -443,8 +472,105 @@ def _canonical_argv(argv: Sequence[str], table: KeyTable) -> tuple[str | None, l
     return config_path, out
 
 
+# ---------------------------------------------------------------------------------------------------- --help
+MODEL_KEYS_FILE = Path(__file__).with_name("model_keys.json")
+"""The `model.*` keys of every task as `describe_keys` writes them (package data): `--help` reads them here, so that
+it needs neither torch nor transformers. `write_model_keys()` regenerates it; a test compares it with the classes."""
+
+_RESTRICTED = {"PositiveInt": "int > 0", "NonNegativeInt": "int >= 0", "PositiveFloat": "float > 0",
+               "NonNegativeFloat": "float >= 0"}
+
+
+def type_name(tp: Any) -> str:
+    """A key's type as `--help` shows it: `int > 0`, `'joint'|'alternated'`, `float | null`, `list[int]`."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is Literal:
+        return "|".join(repr(a) for a in args)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return " | ".join("null" if a is type(None) else type_name(a) for a in args)
+    if origin is not None:
+        return f"{getattr(origin, '__name__', origin)}[{', '.join(type_name(a) for a in args)}]"
+    if tp is Ellipsis:
+        return "..."
+    name = getattr(tp, "__name__", str(tp))
+    return _RESTRICTED.get(name, name)
+
+
+def describe_keys(keys: Mapping[str, Key]) -> dict[str, dict]:
+    """{path: {"type", "default", "help"}}: the keys as `--help` shows them (JSON, for MODEL_KEYS_FILE)."""
+    return {path: {"type": type_name(key.type), "default": key.default, "help": key.help}
+            for path, key in keys.items()}
+
+
+def schema_keys() -> dict[str, Key]:
+    """The keys of RunConfig and its sections, each with the description its section's docstring gives."""
+    hints = typing.get_type_hints(RunConfig)
+    docs = {"": _docs(RunConfig)} | {f"{name}.": _docs(hints[name]) for name in SECTIONS}
+    return {path: dataclasses.replace(key, help=docs[path[: path.rfind(".") + 1]].get(path.rsplit(".", 1)[-1], ""))
+            for path, key in _schema_keys(RunConfig).items()}
+
+
+def write_model_keys() -> Path:
+    """Regenerate `MODEL_KEYS_FILE` from the tasks' model config classes."""
+    import json
+
+    from .tasks import TASKS
+
+    table = {name: describe_keys(model_keys(task.config_class)) for name, task in TASKS.items()}
+    MODEL_KEYS_FILE.write_text(json.dumps(table, indent=1, ensure_ascii=False) + "\n")
+    return MODEL_KEYS_FILE
+
+
+def _shown(value: Any) -> str:
+    """A value as it is typed on the command line (YAML)."""
+    if isinstance(value, str):
+        return value if value and yaml.safe_load(value) == value and " " not in value else repr(value)
+    return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("...").strip()
+
+
+def help_text(task: str, base: Mapping, source: str, prog: str, model_key_table: Mapping[str, dict] | None = None
+              ) -> str:
+    """`--help`: how settings are given, then one line per key with the value this run would use (`base`, from
+    `source`, over the defaults), its type and its description. `model_key_table` defaults to `MODEL_KEYS_FILE`'s
+    entry for `task`."""
+    if model_key_table is None:
+        import json
+
+        model_key_table = json.loads(MODEL_KEYS_FILE.read_text())[task]
+    keys = {**describe_keys(schema_keys()), **model_key_table}
+    values = {path: key["default"] for path, key in keys.items()} | flatten(
+        {k: v for k, v in base.items() if k != VERSION_KEY})
+    lines = [f"usage: {prog} [--config RECIPE|FILE] [--KEY VALUE ...] [--print_config] [--help]", "",
+             "Settings: --KEY VALUE, where KEY is a dotted path or a unique tail of one (--lr 3e-4, --quantizer.beta "
+             "0.9, --optimization alternated); also --KEY=VALUE and --set KEY=VALUE. Values are YAML.",
+             f"--config NAME|FILE: a YAML file, or a recipe by name ({', '.join(recipe_names())}); it replaces the "
+             "default recipe. --print_config: the resolved config as YAML.", "",
+             f"The values below are this run's: {source} over the built-in defaults.", ""]
+    flags = {path: f"--{path} {_shown(values[path])}" for path in keys}
+    width = min(56, max(len(flag) for flag in flags.values()) + 2)
+    for path, key in keys.items():
+        described = f"({key['type']}) {key['help']}".strip()
+        lines.append(f"  {flags[path]:<{width}}{described}")
+    return "\n".join(lines)
+
+
+def help_requested(argv: Sequence[str]) -> bool:
+    return any(token in ("-h", "--help") for token in argv)
+
+
+def config_argument(argv: Sequence[str]) -> str | None:
+    """The value of `--config` in `argv` (the last one), without parsing the rest."""
+    found = None
+    for i, token in enumerate(argv):
+        if token == "--config" and i + 1 < len(argv):
+            found = argv[i + 1]
+        elif token.startswith("--config="):
+            found = token.partition("=")[2]
+    return found
+
+
 # ---------------------------------------------------------------------------------------------------- the parser
-USAGE = "%(prog)s [--config FILE.yaml] [--KEY VALUE ...] [--print_config] [--help]"
+USAGE = "%(prog)s [--config RECIPE|FILE] [--KEY VALUE ...] [--print_config] [--help]"
 
 
 def build_parser(table: KeyTable, defaults: Mapping, source: str, script: str = "train.py"):
@@ -455,7 +581,7 @@ def build_parser(table: KeyTable, defaults: Mapping, source: str, script: str = 
                             print_config="--print_config")
     # read by build_config (a file's release and keys are checked first); declared for --help and --print_config
     parser.add_argument("--config", action=ActionConfigFile,
-                        help="a YAML file of settings; replaces the script's defaults")
+                        help="a YAML file of settings or a recipe name; replaces the default recipe")
     parser.add_class_arguments(RunConfig, as_group=False, skip={"model"}, instantiate=False)
     group = parser.add_argument_group("model: the model config's fields; model.quantizer: the VectorQuantizer options")
     for path, key in table.keys.items():
@@ -488,7 +614,13 @@ def build_config(task: str, model_config_class=None, *, base: Mapping | None = N
     table = KeyTable(model_config_class)
     config_path, args = _canonical_argv(argv, table)
     if config_path is not None:
-        base, source = read_yaml(config_path), f"config file {config_path!r}"
+        base, source = read_config(config_path)
+    if help_requested(args):
+        model = describe_keys({path: key for path, key in table.keys.items() if path.startswith("model.")})
+        print(help_text(task, base or {}, source, script, model))
+        raise SystemExit(0)
+    if (base or {}).get("task", task) != task:  # before its keys: another task's keys would be reported instead
+        _check_task(base["task"], task, source)
     parser = build_parser(table, _release_checked(base or {}, table, model_config_class, source), source, script)
     try:
         cfg = _run_config(parser, parser.parse_args(args))
@@ -496,13 +628,23 @@ def build_config(task: str, model_config_class=None, *, base: Mapping | None = N
         raise ConfigError(f"command line: {_message(err)}") from None
     if "quantizer" in cfg.model:
         cfg.model["quantizer"] = quantizer_of_its_type(cfg.model["quantizer"], table, source)
-    if cfg.task != task:
+    _check_task(cfg.task, task, source)
+    return cfg
+
+
+def _check_task(found: str, task: str, source: str) -> None:
+    if found != task:
         from .tasks import TASKS
 
-        other = TASKS.get(cfg.task)
-        raise ConfigError(f"{source}: this config is for task {cfg.task!r} but the script trains {task!r}"
-                          + (f"; use {other.script}" if other else f"; tasks: {', '.join(TASKS)}"))
-    return cfg
+        other = TASKS.get(found)
+        raise ConfigError(f"{source}: this config is for task {found!r} but the script trains {task!r}"
+                          + (f"; train it with `python -m hf_vq.train {command_name(found)}` ({other.script})" if other
+                             else f"; tasks: {', '.join(TASKS)}"))
+
+
+def command_name(task: str) -> str:
+    """The task's name on the command line: `python -m hf_vq.train vq-vit` trains task "vq_vit"."""
+    return task.replace("_", "-")
 
 
 @contextlib.contextmanager
@@ -516,15 +658,16 @@ def exit_on_config_error():
 
 
 def load_config(argv: Sequence[str] | None, *, task: str, model_config_class, defaults: Mapping,
-                script: str = "train.py") -> RunConfig:
+                script: str = "train.py", source: str = "the default recipe") -> RunConfig:
     """The configuration of a training script run: `defaults` (or `--config FILE`) plus the command line
     (default: sys.argv). A ConfigError exits with status 2 and its message."""
     with exit_on_config_error():
         return build_config(task, model_config_class, base=defaults, argv=sys.argv[1:] if argv is None else argv,
-                            source="the script's defaults", script=script)
+                            source=source, script=script)
 
 
 __all__ = [
-    "CheckpointConfig", "ConfigError", "DataConfig", "EvalConfig", "KeyTable", "LoggingConfig", "RunConfig",
-    "TrainConfig", "build_config", "exit_on_config_error", "flatten", "load_config", "model_keys", "read_yaml",
+    "CheckpointConfig", "ConfigError", "DataConfig", "EvalConfig", "KeyTable", "LoggingConfig", "RECIPES",
+    "RunConfig", "TrainConfig", "build_config", "config_file", "exit_on_config_error", "flatten", "load_config",
+    "model_keys", "read_yaml", "recipe_names",
 ]

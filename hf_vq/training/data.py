@@ -7,7 +7,7 @@ expects, a Hub id without network) into a `ConfigError` that names the setting t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import datasets
@@ -43,6 +43,8 @@ class PreparedData:
     batch_sampler: torch.utils.data.Sampler | None = None
     # the image processor the transform applies, saved with the model; None: built from the fields above
     processor: Any = None
+    # what a run reports about its data: {"test_split": where it comes from, "image_conversion": ...}
+    facts: dict = field(default_factory=dict)
 
 
 def _num_classes(ds: datasets.Dataset) -> list[str]:
@@ -77,8 +79,8 @@ def prepare_data(
             cfg.source, image_column=cfg.image_column, label_column=label_column,
             train_split=cfg.train_split, test_split=cfg.test_split,
         )
-    except HubUnavailableError as err:
-        raise ConfigError(f"data.source: {err}") from None
+    except (HubUnavailableError, ModuleNotFoundError) as err:  # the message says what to do
+        raise ConfigError(f"data.source {cfg.source!r}: {err}") from None
     except (ValueError, FileNotFoundError, ConnectionError) as err:
         raise ConfigError(f"data.source {cfg.source!r}: {err} (data.image_column={cfg.image_column!r}, "
                           f"data.label_column={label_column!r}, data.train_split={cfg.train_split!r}, "
@@ -104,8 +106,17 @@ def prepare_data(
     class_names = _num_classes(train) if need_labels else None
     mean, std = normalization(cfg.normalize, num_channels)
     transform = ImageTransform(image_size, num_channels, normalize=(mean, std), resample=cfg.resample)
+    facts = {"train_split": f"{cfg.source!r} split {cfg.train_split!r}",
+             "test_split": getattr(dsd, "test_origin", f"{cfg.source!r} split 'test'")}
+    modes = sorted({train[0]["image"].mode, test[0]["image"].mode} - {transform.mode})
+    if modes:  # the first image of each split stands for the split
+        facts["image_conversion"] = (f"images converted from PIL mode {'/'.join(modes)} to {transform.mode} "
+                                     f"(model.num_channels={num_channels})")
+    if len(train) < len(dsd["train"]) or len(test) < len(dsd["test"]):
+        facts["subsets"] = (f"fixed-seed subsets: {len(train)} train / {len(test)} test examples "
+                            "(data.max_train_samples / data.max_test_samples)")
     return PreparedData(train.with_transform(transform), test.with_transform(transform), class_names, mean, std,
-                        processor=transform.processor)
+                        processor=transform.processor, facts=facts)
 
 
 def make_loaders(data: PreparedData, *, batch_size: int, eval_batch_size: int, num_workers: int) -> tuple:

@@ -83,19 +83,24 @@ def save_final(accelerator, model, processor, cfg: RunConfig, metrics: dict, plo
     return out
 
 
-# What stays local: resumable state (pickled RNG and optimizer states) and the tracker's event files.
-NOT_UPLOADED = ("checkpoints/", "tensorboard/", "debug/")
-
-
-def push(accelerator, cfg: RunConfig) -> None:
-    """Upload the finished output folder (model, processor, card, plots, results, log, config) in one commit."""
+def push(accelerator, cfg: RunConfig) -> bool:
+    """Upload the finished output folder (model, processor, card, plots, results, log, config) in one commit,
+    leaving out `hf_vq.hub.LOCAL_ONLY`. A failed upload prints one line naming the complete local folder and the
+    command that retries it, and returns False (the run's results stay valid)."""
     if not cfg.push_to_hub or not accelerator.is_main_process:
-        return
-    from ..hub import push_folder
+        return True
+    from ..hub import LOCAL_ONLY, push_folder, retry_command
 
-    info = push_folder(cfg.output_dir, cfg.push_to_hub, ignore_patterns=NOT_UPLOADED,
-                       commit_message="Upload hf_vq model trained with hf_vq.training")
+    try:
+        info = push_folder(cfg.output_dir, cfg.push_to_hub, ignore_patterns=LOCAL_ONLY,
+                           commit_message="Upload hf_vq model trained with hf_vq.training")
+    except Exception as err:  # network, permission, quota: whatever it is, the folder is complete
+        reason = " ".join(f"{type(err).__name__}: {err}".split())[:300]
+        print(f"push to {cfg.push_to_hub} failed ({reason}); the run is complete in {Path(cfg.output_dir).resolve()}, "
+              f"upload it with: {retry_command(cfg.output_dir, cfg.push_to_hub)}", flush=True)
+        return False
     print(f"pushed to {info.commit_url}")
+    return True
 
 
 def print_summary(cfg: RunConfig, metrics: dict, plots: list[Path], facts: dict) -> None:
@@ -138,5 +143,5 @@ def dump_rank_state(accelerator, model, output_dir: str | os.PathLike) -> Path:
     return path
 
 
-__all__ = ["CONFIG_FILE", "NOT_UPLOADED", "RESULTS_FILE", "dump_rank_state", "eval_results", "print_summary", "push",
+__all__ = ["CONFIG_FILE", "RESULTS_FILE", "dump_rank_state", "eval_results", "print_summary", "push",
            "save_final"]

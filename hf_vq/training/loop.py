@@ -1,6 +1,6 @@
 """The training loop of every task in `tasks.TASKS`, through Accelerate: setup, loop, eval, save.
 
-`main(task, defaults)` is what training/train_vqvae.py and training/train_vq_vit.py run: the config from the
+`main(task, recipe)` is what `python -m hf_vq.train TASK` (and training/train_*.py) run: the config from the
 command line, then `train`. The reproduction (hf_vq/experiments/ablations.py) calls `train` with its own data,
 a `Callback` and `save=False`.
 """
@@ -25,7 +25,7 @@ from .plots import code_usage, training_curves
 from .runtime import build_model_config, load_checkpoint, make_accelerator, preflight
 from .step import StepStats, prepare_quantizers, seed_step, step_scalars, train_step
 from .tasks import Task
-from .tracking import RunLogger, progress_bar
+from .tracking import RunLogger, console_line, progress_bar
 
 
 class Callback:
@@ -86,16 +86,19 @@ def train(cfg: RunConfig, task: Task, *, data: PreparedData | None = None, callb
     facts = {"num_processes": accelerator.num_processes, "mixed_precision": accelerator.mixed_precision,
              "total_steps": total_steps, "steps_per_epoch": steps_per_epoch, "warmup_steps": warmup_steps,
              "parameters": sum(p.numel() for p in model.parameters()), "train_examples": len(data.train),
-             "test_examples": len(data.test)}
+             "test_examples": len(data.test), **data.facts}
     log.start(position["step"], resumed_from=str(resume_from) if resume_from else None, **facts)
     if save:
-        accelerator.print(f"training {facts['parameters']:,} parameters for {total_steps} optimizer steps on "
-                          f"{accelerator.num_processes} process(es), mixed precision: {accelerator.mixed_precision}")
+        accelerator.print(banner(facts, accelerator, cfg))
 
     # ------------------------------------------------------------------------------------------------ loop
     step, epoch, skip = position["step"], position["epoch"], position["batch_in_epoch"]
     stats, new_step, stop = StepStats(), True, False
     bar = progress_bar(total_steps, step, save and accelerator.is_main_process and cfg.logging.progress_bar)
+
+    def say(line: str) -> None:  # a console line above the progress bar, from the main process of a saving run
+        if save and accelerator.is_main_process:
+            bar.write(line)
     start = time.perf_counter()
     model.train()
     while step < total_steps and not stop:
@@ -106,7 +109,8 @@ def train(cfg: RunConfig, task: Task, *, data: PreparedData | None = None, callb
                 callback.on_step_begin(step, model)
             seed_step(cfg.seed, epoch * len(train_dl) + i, accelerator.process_index)
             output, new_step = train_step(accelerator, model, batch, opt, cfg.train.max_grad_norm, cfg.data.augment)
-            stats.add(**step_scalars(output, task.train_scalars))
+            # the task's own loss: the model's loss less α·L_cmt (the console shows them apart)
+            stats.add(**step_scalars(output, task.train_scalars), task_loss=output.loss - output.quantizer_loss)
             if not new_step:  # gradient accumulation: more micro-batches to this optimizer step
                 continue
             step += 1
@@ -115,10 +119,11 @@ def train(cfg: RunConfig, task: Task, *, data: PreparedData | None = None, callb
             if step % cfg.logging.log_every == 0 or step == total_steps:
                 record = {"epoch": epoch + (i + 1) / len(train_dl), **stats.pop(accelerator), **opt.lrs()}
                 log.train(step, record)
-                bar.set_postfix({key: f"{record[key]:.4f}" for key in ("loss", task.metric) if key in record},
-                                ppl=f"{record['perplexity']:.0f}")
+                say(console_line("train", step, total_steps, record))
             if cfg.eval.eval_every and step % cfg.eval.eval_every == 0 and step < total_steps:
-                log.eval(step, evaluate(model, test_dl, accelerator, task, data.mean, data.std))
+                metrics = evaluate(model, test_dl, accelerator, task, data.mean, data.std)
+                log.eval(step, metrics)
+                say(console_line("eval", step, total_steps, metrics))
             if cfg.checkpoint.save_every and step % cfg.checkpoint.save_every == 0:
                 done = i + 1 == len(train_dl)
                 resume_at = {"epoch": epoch + done, "batch_in_epoch": 0 if done else i + 1}
@@ -133,6 +138,7 @@ def train(cfg: RunConfig, task: Task, *, data: PreparedData | None = None, callb
     # ------------------------------------------------------------------------------------------------ eval, save
     metrics = evaluate(model, test_dl, accelerator, task, data.mean, data.std)
     log.eval(step, metrics)
+    say(console_line("eval", step, total_steps, metrics))
     facts.update(steps=step, train_seconds=round(train_seconds, 1))
     log.end(step, train_seconds=train_seconds)
     if cfg.debug_dump_rank_state:
@@ -146,19 +152,37 @@ def train(cfg: RunConfig, task: Task, *, data: PreparedData | None = None, callb
         processor = data.processor or image_processor(model_config.image_size, data.mean, data.std, cfg.data.resample)
         save_final(accelerator, model, processor, cfg, metrics, plots, facts)
         print_summary(cfg, metrics, plots, facts)
-        push(accelerator, cfg)
+        facts["pushed"] = push(accelerator, cfg) if cfg.push_to_hub else None
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return TrainResult(unwrapped, metrics, facts)
 
 
-def main(task: Task, defaults: dict, argv: list[str] | None = None) -> TrainResult:
-    """A training script: the config from `argv` (default: the command line) over `defaults`, then `train`; a
-    bad input ends the run with `error: <message>` and exit status 2."""
+def banner(facts: dict, accelerator, cfg: RunConfig) -> str:
+    """What the run is about to do, from the objects that do it (not from the config's wishes)."""
+    precision = {"no": "fp32", "bf16": "bf16 autocast", "fp16": "fp16 autocast"}.get(accelerator.mixed_precision,
+                                                                                     accelerator.mixed_precision)
+    lines = [f"training {facts['parameters']:,} parameters for {facts['total_steps']} optimizer steps on "
+             f"{accelerator.num_processes} process(es) ({accelerator.device.type}), precision: {precision}",
+             f"data: {facts['train_examples']:,} train examples from {facts.get('train_split', 'the given data')}, "
+             f"{facts['test_examples']:,} test examples from {facts.get('test_split', 'the given data')}"]
+    lines += [f"data: {facts[key]}" for key in ("image_conversion", "subsets") if key in facts]
+    lines.append(f"output: {Path(cfg.output_dir).resolve()}")
+    return "\n".join(lines)
+
+
+def main(task: Task, defaults: dict, argv: list[str] | None = None, *, source: str = "the default recipe",
+         script: str | None = None) -> TrainResult:
+    """A training run from the command line (`python -m hf_vq.train`): the config from `argv` (default: the
+    command line) over `defaults` (a recipe, read from `source`), then `train`; a bad input ends the run with
+    `error: <message>` and exit status 2."""
     cfg = load_config(argv, task=task.name, model_config_class=task.config_class, defaults=defaults,
-                      script=task.script)
+                      script=script or task.script, source=source)
     with exit_on_config_error():
-        return train(cfg, task)
+        result = train(cfg, task)
+    if result.facts.get("pushed") is False:  # the run is complete; its upload failed (one line said how to retry)
+        raise SystemExit(1)
+    return result
 
 
 __all__ = ["Callback", "TrainResult", "main", "train"]

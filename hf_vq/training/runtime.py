@@ -21,7 +21,13 @@ def make_accelerator(cfg: RunConfig):
     from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
     from accelerate.utils import ProjectConfiguration
 
+    check_launcher()
     has_device = torch.accelerator.is_available() if hasattr(torch, "accelerator") else torch.cuda.is_available()
+    precision = cfg.mixed_precision if cfg.mixed_precision != "no" else os.environ.get("ACCELERATE_MIXED_PRECISION")
+    if precision == "fp16" and not has_device:
+        # Accelerate accepts it and trains in fp32 (it has no fp16 autocast on CPU) while reporting fp16: refuse
+        raise ConfigError("mixed_precision fp16 needs a GPU; on CPU use bf16 (autocast to bfloat16) or no (fp32), "
+                          "in --mixed_precision or in `accelerate launch --mixed_precision`")
     accelerator = Accelerator(
         # Without cpu=True, processes started by `accelerate launch --multi_gpu` / torchrun on a machine
         # without GPUs each run alone (DistributedType.NO): say CPU explicitly so they form a gloo group.
@@ -37,12 +43,26 @@ def make_accelerator(cfg: RunConfig):
     )
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     if launched != accelerator.num_processes:
-        raise RuntimeError(
+        raise ConfigError(
             f"the launcher started {launched} processes (WORLD_SIZE) but Accelerate runs {accelerator.num_processes}; "
-            "they would train independently. On CPU launch with `accelerate launch --multi_gpu --num_processes N` "
-            "or `torchrun --nproc_per_node N`"
+            f"they would train independently. {SEVERAL_CPU_PROCESSES}"
         )
     return accelerator
+
+
+SEVERAL_CPU_PROCESSES = ("On CPU start N processes with `accelerate launch --multi_gpu --num_processes N -m "
+                         "hf_vq.train ...` or `torchrun --nproc_per_node N -m hf_vq.train ...`")
+
+
+def check_launcher() -> None:
+    """ConfigError when `accelerate launch --cpu --num_processes N>1` started this single process: with --cpu
+    Accelerate's simple launcher starts one process, yet exports the rendezvous address (MASTER_ADDR) it sets only
+    for N > 1, and no WORLD_SIZE."""
+    env = os.environ
+    if env.get("ACCELERATE_USE_CPU", "").lower() == "true" and "MASTER_ADDR" in env and "WORLD_SIZE" not in env:
+        raise ConfigError("`accelerate launch --cpu --num_processes N` starts a single process (with --cpu, "
+                          "Accelerate ignores --num_processes), so N processes would not train together. "
+                          f"{SEVERAL_CPU_PROCESSES}; for one process drop --num_processes")
 
 
 def build_model_config(config_class, settings: dict, **extra):
@@ -56,20 +76,19 @@ def build_model_config(config_class, settings: dict, **extra):
 def preflight(cfg: RunConfig) -> Path | None:
     """Checks that need no data, before anything is loaded. Returns the checkpoint to resume from (None for
     a fresh run). A fresh run refuses an output folder that already holds checkpoints, so a forgotten
-    --resume never mixes two runs; --push_to_hub needs a valid repo id and the Hub not in offline mode."""
+    --resume never mixes two runs; --push_to_hub needs a valid repo id, a login with write access to it and a
+    reachable Hub (`hf_vq.hub.check_push_access`)."""
     if cfg.push_to_hub:
-        from huggingface_hub import constants
-        from huggingface_hub.utils import HFValidationError, validate_repo_id
+        from ..hub import check_push_access, retry_command
 
         try:
-            validate_repo_id(cfg.push_to_hub)
-        except HFValidationError as err:
-            raise ConfigError(
-                f"push_to_hub: {cfg.push_to_hub!r} is not a repo id ('name' or 'namespace/name'): {err}"
-            ) from None
-        if constants.HF_HUB_OFFLINE:
-            raise ConfigError("push_to_hub is set but HF_HUB_OFFLINE is on: the upload at the end would fail; "
-                              "unset one of them")
+            check_push_access(cfg.push_to_hub)
+        except ValueError as err:
+            raise ConfigError(f"push_to_hub: {err}") from None
+        except RuntimeError as err:
+            raise ConfigError(f"push_to_hub {cfg.push_to_hub!r} cannot happen: {err}. Or train without --push_to_hub "
+                              f"and upload the finished folder later: {retry_command(cfg.output_dir, cfg.push_to_hub)}"
+                              ) from None
     if cfg.resume:
         return resolve_resume(cfg.resume, cfg.output_dir)
     found = complete_checkpoints(cfg.output_dir)
@@ -102,4 +121,4 @@ def load_checkpoint(
     return info
 
 
-__all__ = ["build_model_config", "preflight", "load_checkpoint", "make_accelerator"]
+__all__ = ["build_model_config", "check_launcher", "load_checkpoint", "make_accelerator", "preflight"]

@@ -108,10 +108,34 @@ def tracker_config(flat: dict) -> dict:
     return {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in flat.items()}
 
 
+# What a train line on the console shows, in order: the task's own loss (cross-entropy, or the reconstruction MSE),
+# the commitment L_cmt (eq 10, before α) and the codebook's perplexity and active codes; "loss" (their sum with α)
+# stays in the log only.
+CONSOLE_TRAIN_KEYS = ("task_loss", "commitment", "perplexity", "active_codes")
+# Left out of the console's eval line (still in the log, eval_results.json and the card): the histogram, the example
+# count and the affine's statistics.
+_NOT_ON_CONSOLE = ("code_histogram", "num_examples", "affine_")
+
+
+def _number(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def console_line(kind: str, step: int, total: int, values: dict) -> str:
+    """One line for the console: `train step 120/1345: task_loss 0.5123 | commitment 0.01234 | ...` or
+    `eval step 200/1345: mse 0.01234 | psnr 24.12 | ...`."""
+    if kind == "train":
+        shown = [(key, values[key]) for key in CONSOLE_TRAIN_KEYS if key in values]
+    else:
+        shown = [(key, value) for key, value in values.items() if not key.startswith(_NOT_ON_CONSOLE)]
+    return f"{kind} step {step}/{total}: " + " | ".join(f"{key} {_number(value)}" for key, value in shown)
+
+
 def progress_bar(total: int, initial: int, enabled: bool):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, initial=initial, disable=not enabled, dynamic_ncols=True, desc="train")
 
 
-__all__ = ["LOG_FILE", "RunLogger", "log_with", "progress_bar", "read_log", "tracker_config"]
+__all__ = ["CONSOLE_TRAIN_KEYS", "LOG_FILE", "RunLogger", "console_line", "log_with", "progress_bar", "read_log",
+           "tracker_config"]

@@ -35,6 +35,26 @@ def test_digits_builder():
     assert build_digits(max_train=64, max_test=16, image_size=16)["train"]["label"] == small["train"]["label"]
 
 
+def test_shipped_digits_are_scikit_learns():
+    """files/digits.npz holds load_digits' arrays unchanged, so offline:digits needs no scikit-learn."""
+    from sklearn.datasets import load_digits
+
+    reference = load_digits()
+    with np.load(builders.DIGITS_FILE, allow_pickle=False) as shipped:
+        np.testing.assert_array_equal(shipped["images"], reference.images)
+        np.testing.assert_array_equal(shipped["labels"], reference.target)
+
+
+def test_a_missing_requirement_stops_the_build_with_the_pip_line(tmp_path, monkeypatch):
+    find_spec = builders.importlib.util.find_spec
+    monkeypatch.setattr(builders.importlib.util, "find_spec",
+                        lambda name: None if name == "skimage" else find_spec(name))
+    with pytest.raises(ModuleNotFoundError, match="scikit-image is not installed: pip install scikit-image"):
+        build_dataset("patches", tmp_path / "patches")
+    assert not (tmp_path / "patches").exists()
+    build_dataset("digits", tmp_path / "digits", max_train=4, max_test=2)  # needs nothing
+
+
 @pytest.fixture
 def fashion_root():
     if not (FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz").exists():

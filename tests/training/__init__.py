@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 ACCELERATE = str(Path(sys.executable).with_name("accelerate"))
 SCRIPTS = {"vqvae": REPO / "training" / "train_vqvae.py", "vq_vit": REPO / "training" / "train_vq_vit.py"}
-CONFIGS = REPO / "configs"
+CONFIGS = REPO / "hf_vq" / "recipes"
 RUN_TIMEOUT = 150  # seconds per 2-process launch; a tiny run takes ~20 s on 2 CPU cores, nearly all start-up
 
 

@@ -3,6 +3,8 @@ evaluation metrics, augmentation."""
 
 from __future__ import annotations
 
+import types
+
 import datasets
 import numpy as np
 import pytest
@@ -55,6 +57,24 @@ def test_prepare_data_checks(image_dir, tmp_path):
                      image_size=12, num_channels=3, need_labels=True)
     with pytest.raises(ConfigError, match="is not a directory"):
         prepare_data(DataConfig(source=str(tmp_path / "missing")), image_size=12, num_channels=3, need_labels=False)
+
+
+def test_prepared_data_states_where_the_test_split_comes_from_and_what_was_converted(image_dir, tmp_path):
+    data = prepare_data(DataConfig(source=str(image_dir)), image_size=12, num_channels=3, need_labels=True)
+    assert data.facts == {"train_split": f"{str(image_dir)!r} split 'train'",
+                          "test_split": f"{str(image_dir)!r} split 'test'"}
+    folder = tmp_path / "folder"  # an image folder: no test split, RGB images for a 1-channel model
+    for label in ("a", "b"):
+        (folder / label).mkdir(parents=True)
+        for i in range(10):
+            Image.fromarray(np.full((12, 12, 3), 20 * i, dtype=np.uint8)).save(folder / label / f"{i}.png")
+    data = prepare_data(DataConfig(source=str(folder), max_train_samples=5), image_size=12, num_channels=1,
+                        need_labels=True)
+    assert len(data.train) == 5 and len(data.test) == 2 and data.train[0]["pixel_values"].shape[0] == 1
+    assert data.facts["test_split"] == (f"a fixed-seed 10% of {str(folder)!r} split 'train', held out from training "
+                                        "(the source has no test split)")
+    assert data.facts["image_conversion"] == "images converted from PIL mode RGB to L (model.num_channels=1)"
+    assert data.facts["subsets"].startswith("fixed-seed subsets: 5 train / 2 test examples")
 
 
 def test_empty_dataset_is_refused(image_dir, tmp_path):
@@ -221,14 +241,101 @@ def test_save_final_and_push_in_one_commit(tmp_path, hub_calls):
     assert files["README.md"] == (out / "README.md").read_bytes()  # the card save_final wrote, not a re-render
 
 
-def test_preflight_refuses_a_push_that_cannot_happen(monkeypatch):
-    from huggingface_hub import constants
+def test_preflight_refuses_a_push_that_cannot_happen(monkeypatch, tmp_path):
+    """--push_to_hub is checked before training with one `HfApi.whoami` (intercepted: the Hub is unreachable
+    here): offline mode, no token, a rejected or read-only token, a foreign namespace and an unreachable Hub each
+    stop the run naming the fix and the command that uploads the folder later."""
+    from huggingface_hub import HfApi, constants
+    from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
 
     from hf_vq.training.config import RunConfig
     from hf_vq.training.runtime import preflight
 
-    with pytest.raises(ConfigError, match="not a repo id"):
-        preflight(RunConfig(push_to_hub="not a/valid/repo"))
+    def run(repo="me/model"):
+        return preflight(RunConfig(push_to_hub=repo, output_dir=str(tmp_path / "out")))
+
+    def whoami_is(result):
+        def whoami(self, *args, **kwargs):
+            if isinstance(result, BaseException):
+                raise result
+            return result
+        monkeypatch.setattr(HfApi, "whoami", whoami)
+
+    with pytest.raises(ConfigError, match="push_to_hub: repo_id must be 'name' or 'namespace/name'"):
+        run("not a/valid/repo")
+    response = types.SimpleNamespace(status_code=401, headers={}, request=None)
+    retry = f"python -m hf_vq.hub push {tmp_path / 'out'} me/model"
+    for result, message in [
+        (ConnectionError("[Errno -2] Name or service not known"), "the Hub cannot be reached"),
+        (LocalTokenNotFoundError("no token"), "no Hugging Face token found: log in with `hf auth login`"),
+        (HfHubHTTPError("401 Unauthorized", response=response), "rejected \\(401\\)"),
+        ({"name": "me", "orgs": [], "auth": {"accessToken": {"role": "read"}}}, "token is read-only"),
+        ({"name": "you", "orgs": [{"name": "lab"}], "auth": {"accessToken": {"role": "write"}}},
+         "user 'you' cannot create repos under 'me' \\(theirs: lab, you\\)"),
+    ]:
+        whoami_is(result)
+        with pytest.raises(ConfigError, match=message) as error:
+            run()
+        assert str(error.value).startswith("push_to_hub 'me/model' cannot happen: ") and retry in str(error.value)
+    whoami_is({"name": "me", "orgs": [{"name": "lab"}], "auth": {"accessToken": {"role": "write"}}})
+    assert run() is None and run("lab/model") is None and run("model") is None  # the user's own namespace
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(ConfigError, match="HF_HUB_OFFLINE"):
-        preflight(RunConfig(push_to_hub="me/model"))
+        run()
+
+
+def test_a_failed_push_prints_one_line_and_the_retry_command_uploads_the_same_files(tmp_path, hub_calls, monkeypatch,
+                                                                                       capsys):
+    from huggingface_hub import HfApi
+
+    from hf_vq.hub import main as hub_main
+    from hf_vq.training.config import RunConfig
+    from hf_vq.training.export import push
+
+    out = tmp_path / "out"
+    for name in ("model.safetensors", "config.json", "README.md", "checkpoints/step_000000001/optimizer.bin"):
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text(name)
+    upload_folder = HfApi.upload_folder
+
+    def unreachable(self, **kwargs):
+        raise ConnectionError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(HfApi, "upload_folder", unreachable)
+    cfg = RunConfig(output_dir=str(out), push_to_hub="me/run")
+    assert push(_MainProcess(), cfg) is False
+    printed = capsys.readouterr().out.strip()
+    assert "\n" not in printed and f"the run is complete in {out}" in printed
+    assert printed.endswith(f"upload it with: python -m hf_vq.hub push {out} me/run")
+    retry = printed.split("upload it with: python -m hf_vq.hub ")[1].split()
+    assert hub_main(retry) == 1  # still unreachable: one line, no traceback
+    assert capsys.readouterr().err.strip() == (f"error: push of {out} to me/run failed: ConnectionError: [Errno -2] "
+                                               "Name or service not known")
+    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)  # the Hub is back: the printed command uploads
+    assert hub_main(retry) == 0
+    [(repo, files, kwargs)] = hub_calls.uploads
+    assert repo == "me/run" and set(files) == {"model.safetensors", "config.json", "README.md"}
+
+
+def test_impossible_launches_stop_before_training(monkeypatch):
+    """fp16 on CPU (Accelerate would train in fp32 and report fp16) and `accelerate launch --cpu --num_processes 2`
+    (one process started: the environment its simple launcher exports) are refused before the Accelerator exists."""
+    from hf_vq.training.config import RunConfig
+    from hf_vq.training.runtime import check_launcher, make_accelerator
+
+    with pytest.raises(ConfigError, match="mixed_precision fp16 needs a GPU; on CPU use bf16"):
+        make_accelerator(RunConfig(mixed_precision="fp16"))
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "fp16")  # accelerate launch --mixed_precision fp16
+    with pytest.raises(ConfigError, match="mixed_precision fp16 needs a GPU"):
+        make_accelerator(RunConfig())
+    monkeypatch.delenv("ACCELERATE_MIXED_PRECISION")
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.setenv("ACCELERATE_USE_CPU", "True")
+    check_launcher()  # accelerate launch --cpu (one process)
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")  # ... --num_processes 2
+    with pytest.raises(ConfigError, match="starts a single process .* --multi_gpu --num_processes N"):
+        check_launcher()
+    monkeypatch.setenv("WORLD_SIZE", "2")  # torchrun / accelerate launch --multi_gpu: a real group
+    check_launcher()
+
+

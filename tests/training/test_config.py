@@ -8,7 +8,7 @@ import yaml
 import hf_vq
 from hf_vq import VQVAEConfig, VQViTConfig
 from hf_vq.training.checkpoint import MARKER, resolve_resume
-from hf_vq.training.config import ConfigError, KeyTable, build_config, load_config, read_yaml
+from hf_vq.training.config import ConfigError, KeyTable, build_config, load_config, read_yaml, recipe_names
 from hf_vq.training.runtime import build_model_config
 
 from . import CONFIGS
@@ -113,6 +113,20 @@ def test_shipped_configs_parse_and_build_their_model_config(name):
     assert model_config.quantizer["codebook_size"] >= 2
 
 
+def test_config_takes_a_recipe_name_or_a_path(tmp_path, monkeypatch):
+    by_name = build_config("vqvae", VQVAEConfig, argv=["--config", "demo_vqvae"])
+    by_path = build_config("vqvae", VQVAEConfig, argv=["--config", str(CONFIGS / "demo_vqvae.yaml")])
+    assert by_name == by_path and by_name.output_dir == "outputs/demo_vqvae"
+    assert {"vqvae_default", "vq_vit_default", "demo_vqvae"} <= set(recipe_names())
+    monkeypatch.chdir(tmp_path)  # a file of that name wins over the recipe
+    (tmp_path / "demo_vqvae").write_text("task: vqvae\noutput_dir: mine\n")
+    assert build_config("vqvae", VQVAEConfig, argv=["--config", "demo_vqvae"]).output_dir == "mine"
+    with pytest.raises(ConfigError, match="'demo' not found, and it is not the name of a recipe .*demo_vqvae"):
+        build_config("vqvae", VQVAEConfig, argv=["--config", "demo"])
+    with pytest.raises(ConfigError, match="recipe 'tiny_vq_vit': this config is for task 'vq_vit'"):
+        build_config("vqvae", VQVAEConfig, argv=["--config", "tiny_vq_vit"])
+
+
 def test_paper_recipes_hold_the_tables_values():
     vit = build_config("vq_vit", VQViTConfig, base=read_yaml(CONFIGS / "paper_vit_tiny_imagenet100.yaml"))
     t = vit.train
@@ -203,19 +217,34 @@ def run_cli(capsys, argv, defaults):
     return capsys.readouterr().out
 
 
-def test_help_lists_every_key_with_its_description_and_the_scripts_default(capsys):
+def test_help_lists_every_key_on_one_line_with_this_runs_value(capsys):
     script_defaults = {"task": "vqvae", "train": {"lr": 0.00123}, "model": {"latent_channels": 24}}
-    out = " ".join(run_cli(capsys, ["--help"], script_defaults).split())
-    assert "usage: train_vqvae.py [--config FILE.yaml]" in out
-    assert "--train.lr LR peak learning rate of AdamW. (type: PositiveFloat, default: 0.00123)" in out
-    assert "--model.latent_channels LATENT_CHANNELS Channels of the latent grid, which is also the codebook " \
-           "dimension. (type: int, default: 24)" in out
-    assert "--model.quantizer.sync_nu SYNC_NU ν of the synchronized update (eq 21). (type: float, default: 0.01)" \
-           in out
-    assert "--train.optimization {joint,alternated}" in out
-    assert "--data.normalize {minus_one_one,zero_one,imagenet}" in out
-    for key in KeyTable(VQVAEConfig).keys:
-        assert f"--{key} " in out, key
+    lines = run_cli(capsys, ["--help"], script_defaults).splitlines()
+    assert lines[0].startswith("usage: train_vqvae.py [--config RECIPE|FILE]")
+    by_key = {line.split()[0]: line for line in lines if line.startswith("  --")}
+    assert set(by_key) == {f"--{key}" for key in KeyTable(VQVAEConfig).keys}  # every key, one line each
+    assert " ".join(by_key["--train.lr"].split()) == "--train.lr 0.00123 (float > 0) peak learning rate of AdamW."
+    assert " ".join(by_key["--model.latent_channels"].split()) == (
+        "--model.latent_channels 24 (int) Channels of the latent grid, which is also the codebook dimension.")
+    assert " ".join(by_key["--model.quantizer.sync_nu"].split()) == (
+        "--model.quantizer.sync_nu 0.01 (float) ν of the synchronized update (eq 21).")
+    assert "('joint'|'alternated')" in by_key["--train.optimization"]
+    assert by_key["--data.max_test_samples"].split()[1:4] == ["null", "(int", ">"]
+    # --config NAME: the recipe's values
+    lines = run_cli(capsys, ["--config", "demo_vqvae", "--help"], script_defaults).splitlines()
+    assert "recipe 'demo_vqvae' over the built-in defaults" in "\n".join(lines)
+    assert any(line.split()[:2] == ["--train.epochs", "12"] for line in lines)
+
+
+def test_help_model_keys_file_matches_the_model_config_classes():
+    """--help reads the model keys from model_keys.json (no torch); regenerate it with
+    `python -c "from hf_vq.training.config import write_model_keys; write_model_keys()"`."""
+    from hf_vq.training.config import MODEL_KEYS_FILE, describe_keys, model_keys
+    from hf_vq.training.tasks import TASKS
+
+    saved = json.loads(MODEL_KEYS_FILE.read_text())
+    live = json.loads(json.dumps({name: describe_keys(model_keys(task.config_class)) for name, task in TASKS.items()}))
+    assert saved == live
 
 
 def test_print_config_is_the_resolved_config(capsys, tmp_path):
@@ -238,3 +267,17 @@ def test_a_config_file_replaces_the_scripts_defaults(tmp_path):
     with pytest.raises(ConfigError, match=r"^the script's defaults: .*train.lr"):  # checked too
         build_config("vqvae", VQVAEConfig, base={"task": "vqvae", "train": {"lr": "fast"}},
                      source="the script's defaults")
+
+
+def test_entry_point_names_its_tasks(capsys):
+    from hf_vq.train import main, parse_task
+
+    assert parse_task(["vq-vit", "--lr", "1"]) == parse_task(["vq_vit"]) == "vq_vit"
+    assert parse_task(["vqvae"]) == "vqvae"
+    with pytest.raises(SystemExit) as exit_:
+        main(["vae"])
+    assert exit_.value.code == 2
+    assert "error: unknown task 'vae'; choose one of: vqvae, vq-vit" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(["vqvae", "--config", "nope", "--help"])
+    assert exit_.value.code == 2 and "'nope' not found, and it is not the name of a recipe" in capsys.readouterr().err

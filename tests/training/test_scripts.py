@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 
 from hf_vq.training.checkpoint import complete_checkpoints
 
-from . import CONFIGS, REPO, RUN_TIMEOUT, launch_two, read_jsonl, run_script, script_command, script_env
+from . import ACCELERATE, CONFIGS, REPO, RUN_TIMEOUT, launch_two, read_jsonl, run_script, script_command, script_env
 
 PICKLES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 VAE_CONFIG = str(CONFIGS / "tiny_vqvae.yaml")
@@ -81,8 +81,22 @@ def test_vqvae_end_to_end(vae_run):
 
 def test_vq_vit_end_to_end(tmp_path, data_dir):
     out = tmp_path / "vit"
-    run_script("vq_vit", "--config", VIT_CONFIG, "--output_dir", str(out), data_dir=data_dir)
+    console = run_script("vq_vit", "--config", VIT_CONFIG, "--output_dir", str(out), data_dir=data_dir).stdout
     results = assert_model_folder(out, "accuracy", {"training_curves.png", "code_usage.png"})
+    # the console: what runs (from the Accelerator and the data), the task loss apart from the commitment, evals
+    assert "on 1 process(es) (cpu), precision: fp32\ndata: 256 train examples from 'offline:digits' split 'train', " \
+           "64 test examples from 'offline:digits' split 'test'" in console
+    log = read_jsonl(out / "train_log.jsonl")
+    record = next(r for r in log if r["kind"] == "train" and r["step"] == 5)
+    assert f"train step 5/40: task_loss {record['task_loss']:.4g} | commitment {record['commitment']:.4g} | " \
+           f"perplexity {record['perplexity']:.4g} | active_codes {record['active_codes']:.4g}" in console
+    alpha = json.loads((out / "config.json").read_text())["quantizer"]["commitment_weight"]
+    # the logged loss is the task loss plus α·L_cmt (means over the same batches)
+    assert record["loss"] == pytest.approx(record["task_loss"] + alpha * record["commitment"], rel=1e-4)
+    evals = [r for r in log if r["kind"] == "eval"]
+    assert [line.split(":")[0] for line in console.splitlines() if line.startswith("eval")] == \
+        [f"eval step {r['step']}/40" for r in evals] and len(evals) == 2
+    assert f"eval step 40/40: accuracy {evals[-1]['accuracy']:.4g} | perplexity" in console
     assert 0 <= results["accuracy"] <= 1
     train = [r for r in read_jsonl(out / "train_log.jsonl") if r["kind"] == "train"]
     assert train[-1]["loss"] < train[0]["loss"], "classification loss did not drop"
@@ -275,3 +289,16 @@ def test_bad_inputs_stop_before_training(tmp_path, data_dir, args, message):
     assert result.returncode == 2, result.stderr[-2000:]
     assert message in result.stderr
     assert not (out / "train_log.jsonl").exists()
+
+
+def test_accelerate_launch_cpu_with_two_processes_is_refused(tmp_path, data_dir):
+    """`accelerate launch --cpu --num_processes 2` starts one process (Accelerate 1.x); the run says so and stops
+    before anything is written, instead of training alone while the user expects two processes."""
+    out = tmp_path / "cpu2"
+    launcher = [ACCELERATE, "launch", "--cpu", "--num_processes", "2", "--mixed_precision", "no",
+                "--dynamo_backend", "no", "-m", "hf_vq.train"]
+    result = subprocess.run([*launcher, "vqvae", "--config", VAE_CONFIG, "--output_dir", str(out)], cwd=tmp_path,
+                            env=script_env(data_dir), capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    assert result.returncode != 0
+    assert "error: `accelerate launch --cpu --num_processes N` starts a single process" in result.stderr
+    assert not out.exists()
