@@ -62,6 +62,7 @@ class ImageTransform:
             raise ValueError(f"mean and std need 1 or {num_channels} values, got {mean} and {std}")
         per_channel = [v * (num_channels // len(v)) for v in (mean, std)]
         self.processor = image_processor(image_size, *per_channel, resample)
+        self.mode = "L" if num_channels == 1 else "RGB"  # the PIL mode the processor converts every image to
         self.image_column = image_column
         self.label_column = label_column
 
