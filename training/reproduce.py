@@ -164,8 +164,8 @@ def main(argv=None) -> int:
         if previous.get("command") and previous.get("command") != command:
             ctx["extra_commands"] = [c for c in previous.get("extra_commands") or [] if c != command] + [command]
             ctx["command"] = previous["command"]
-        if "frontier" not in parts and previous.get("frontier_timing"):
-            ctx["frontier_timing"] = previous["frontier_timing"]
+        if "frontier" not in parts:
+            ctx.update({k: previous[k] for k in ("frontier_timing", "frontier_step_times") if previous.get(k)})
         if "toys" not in parts and previous.get("toys"):
             ctx["toys"] = previous["toys"]
 
@@ -179,14 +179,15 @@ def main(argv=None) -> int:
             ctx["frontier_timing"] = ctx.get("run_timing", "")
         (out / "results.md").write_text(R.render(results, ctx))
         info = {k: ctx.get(k) for k in ("command", "timing", "hardware", "status", "toys", "extra_commands",
-                                         "frontier_timing")}
+                                         "frontier_timing", "frontier_step_times")}
         (fig_dir / "run_info.json").write_text(json.dumps(info, indent=1))
 
     if args.render_only:
         info_path = fig_dir / "run_info.json"
         prev = json.loads(info_path.read_text()) if info_path.is_file() else {}
         ctx.update({k: v for k, v in prev.items()
-                    if k in ("command", "timing", "hardware", "toys", "extra_commands", "frontier_timing") and v})
+                    if k in ("command", "timing", "hardware", "toys", "extra_commands", "frontier_timing",
+                             "frontier_step_times") and v})
         if "toys" in parts:
             ctx["toys"], _ = R.plot_toys(fig_dir)
         write(prev.get("status", "complete"))
@@ -251,6 +252,11 @@ def main(argv=None) -> int:
                       f"'{spec['row']}' seed {spec['seed']} init {spec['init']}: {main_metric} "
                       f"ppl={m.get('perplexity', float('nan')):.1f} ({res['seconds']:.0f}s) — "
                       f"estimated remaining {fmt_time(remaining)}", flush=True)
+    if "frontier" in parts and requests:  # step times, after the runs: alone on the machine, rows interleaved
+        print(f"[{fmt_time(time.time() - t0)}] timing the head-to-head rows' training steps", flush=True)
+        timed = [spec for spec, table, _ in requests
+                 if table == "frontier" and spec["dataset"] == "patches" and spec["seed"] == cfg["seeds"][0]]
+        ctx["frontier_step_times"] = A.time_steps(timed)
     ctx["run_timing"] = f"total wall time {fmt_time(time.time() - t0)} ({workers} workers × 1 thread, {ctx['hardware']})."
     ctx["timing"] = previous_timing + f"Total wall time {fmt_time(time.time() - t0)} ({workers} workers × 1 thread)."
     write("complete")

@@ -17,6 +17,7 @@ import copy
 import dataclasses
 import math
 import os
+import statistics
 import time
 from pathlib import Path
 
@@ -346,14 +347,52 @@ class RunCurves(Callback):
         self.gaps.append({"step": step, "gap": gradient_gap(model, loss, encoder, seed=self.spec["seed"])})
 
 
+def spec_task(spec: dict):
+    """The training task of a spec, with another library's quantizer swapped in for a peer row."""
+    task = TASKS[spec["task"]]
+    return dataclasses.replace(task, model_class=peer_model(spec["peer"])) if spec.get("peer") else task
+
+
+class StepTimer(Callback):
+    """Wall time of each optimizer step after the first `warmup` (the batch already loaded: model, loss, backward,
+    optimizer and quantizer updates only)."""
+
+    def __init__(self, warmup: int):
+        self.warmup, self.times, self.start = warmup, [], 0.0
+
+    def on_step_begin(self, step: int, model) -> None:
+        self.start = time.perf_counter()
+
+    def on_step_end(self, step: int, output) -> bool:
+        if step > self.warmup:
+            self.times.append(time.perf_counter() - self.start)
+        return False
+
+
+def time_steps(specs: list[dict], steps: int = 30, warmup: int = 5, repeats: int = 3) -> dict[str, float]:
+    """{row: seconds per training step} of each spec's model, measured in this process, one thread: `steps` timed
+    steps after `warmup`, the median per run, the rows interleaved `repeats` times and the minimum kept (a busy
+    machine only ever slows a step down). The training runs of the pool share the cores with each other, so their
+    wall times cannot compare rows; these can."""
+    torch.set_num_threads(1)
+    best: dict[str, float] = {}
+    for _ in range(repeats):
+        for spec in specs:
+            spec = {**spec, "train": {**spec["train"], "max_steps": warmup + steps},
+                    "eval": {**spec["eval"], "max_test_samples": {spec["dataset"]: 8}}}
+            task, timer = spec_task(spec), StepTimer(warmup)
+            data = run_data(spec, labels=task.labels)
+            train(run_config(spec, num_channels=len(data.mean)), task, data=data, callback=timer, save=False)
+            best[spec["row"]] = min(best.get(spec["row"], math.inf), statistics.median(timer.times))
+    return best
+
+
 def run_one(spec: dict) -> dict:
     """Train and evaluate one spec through `hf_vq.training.train` (one process, CPU, single-threaded, nothing
     written); returns the spec's identity, the test metrics, timings and (for gap runs) the gradient-gap curve."""
     torch.set_num_threads(1)
     start = time.time()
-    task = TASKS[spec["task"]]
-    if spec.get("peer"):
-        task = dataclasses.replace(task, model_class=peer_model(spec["peer"]))
+    task = spec_task(spec)
     data = run_data(spec, labels=task.labels)
     curves = RunCurves(spec, data.train)
     run = train(run_config(spec, num_channels=len(data.mean)), task, data=data, callback=curves, save=False)
@@ -372,7 +411,7 @@ def run_one(spec: dict) -> dict:
 
 __all__ = [
     "DIAG_ROWS", "FRONTIER_CROSS_CHECK", "FRONTIER_ROWS", "GAP_ROWS", "NU_ROWS", "TABLE1_ROWS", "TABLE2_ROWS", "TABLE3_ROWS", "TABLE3_SECOND_DATASET",
-    "PermutationBatches", "RunCurves",
+    "PermutationBatches", "RunCurves", "StepTimer", "spec_task", "time_steps",
     "TensorImages", "estimated_cost", "make_spec", "prepare_data", "run_config", "run_data", "run_one", "spec_key",
     "to_pixels",
 ]

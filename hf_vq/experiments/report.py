@@ -113,30 +113,28 @@ def frontier_rows(dataset: str) -> list[tuple]:
 
 
 def _add_frontier_metrics(runs: list[dict]) -> None:
-    """Per run: step time (training wall time over its steps, evaluation excluded) and the usage of the 9-bit codes
-    (a residual VQ's joint codes, the tuples of level indices; the single codebook of every other row)."""
+    """Per run: the usage of the 9-bit codes (a residual VQ's joint codes, the tuples of level indices; the single
+    codebook of every other row)."""
     for r in runs:
         m = r["metrics"]
-        m["train_seconds_per_step"] = r.get("train_seconds", float("nan")) / max(1, r.get("steps", 1))
         if "perplexity" in m:
             m["codes_perplexity"] = m.get("joint_perplexity", m["perplexity"])
             m["codes_active"] = m.get("joint_active_codes", m["active_codes"])
 
 
-def frontier(results, dataset: str) -> tuple[list[str], dict]:
-    """The head-to-head table of one dataset, and {row: (mse, active codes, step-time ratio)} stats."""
+def frontier(results, dataset: str, step_times: dict | None = None) -> tuple[list[str], dict]:
+    """The head-to-head table of one dataset, and {row: (mse, active codes)} stats; `step_times` {row: seconds per
+    step} from `ablations.time_steps` give the step-time column."""
     lines = ["| Method | MSE (1e-3, [0,1] pixels) | perplexity | active codes % | z_e effective rank (of D) | "
              "step time vs baseline | seeds |", "|---|---|---|---|---|---|---|"]
-    baseline = _values(results, table="frontier", row=FRONTIER_ROWS[0][0], dataset=dataset)
-    _add_frontier_metrics(baseline)
-    base = _stat(baseline, "train_seconds_per_step")
+    base = (step_times or {}).get(FRONTIER_ROWS[0][0])
     stats = {}
     for name, *_ in frontier_rows(dataset):
         runs = _values(results, table="frontier", row=name, dataset=dataset)
         _add_frontier_metrics(runs)
         mse, act = _stat(runs, "mse01", 1e3), _stat(runs, "codes_active", 100)
-        step = _stat(runs, "train_seconds_per_step")
-        ratio = f"{step[0] / base[0]:.2f}×" if step and base else "pending"
+        step = (step_times or {}).get(name)
+        ratio = f"{step / base:.2f}×" if step and base else "pending"
         stats[name] = (mse, act)
         seeds = ",".join(str(r["seed"]) for r in sorted(runs, key=lambda r: r["seed"])) or "—"
         lines.append(f"| {name} | {_fmt(mse)} | {_fmt(_stat(runs, 'codes_perplexity'), 1)} | {_fmt(act, 1)} | "
@@ -314,11 +312,12 @@ def render(results: list[dict], ctx: dict) -> str:
               "level indices); rotation trick = Fifty et al. (ICLR 2025), SimVQ = Zhu et al. (2024), FSQ = "
               "Mentzer et al. (ICLR 2024), LFQ = Yu et al. (MAGVIT-v2). Same data, "
               f"{f['train']['max_steps']} steps (warmup {f['train']['warmup_steps']} then cosine), lr, α, β and seeds for "
-              "every row; nothing tuned per row. Step time: training wall time per step relative to the baseline, "
-              "measured in the same run (two single-threaded runs at a time, so ±10 % is noise). "
+              "every row; nothing tuned per row. Step time: seconds per training step relative to the baseline, "
+              "measured after the runs in one process, one thread, rows interleaved, best of 3 medians of 30 steps "
+              "(`ablations.time_steps`, colour patches; the same for both datasets' 32×32 inputs). "
               f"Run as `python training/reproduce.py --only frontier --resume`: {ctx.get('frontier_timing', 'pending')}", ""]
         for dataset in cfg["datasets"]:
-            lines, stats = frontier(results, dataset)
+            lines, stats = frontier(results, dataset, ctx.get("frontier_step_times"))
             L += [f"### {DATASET_NAMES.get(dataset, dataset)}", ""] + lines + [""]
             if dataset == "patches":
                 L += ["Target (colour patches):", ""] + frontier_verdict(stats) + [""]

@@ -8,7 +8,7 @@ import math
 
 import torch
 
-from hf_vq.experiments.ablations import make_spec, run_one
+from hf_vq.experiments.ablations import make_spec, run_one, time_steps
 
 SETTINGS = {
     "vqvae": {
@@ -55,7 +55,7 @@ def test_every_frontier_row_trains_and_reaches_the_report(tmp_path):
     torch.save({"patches": {"train": (images[:14], labels[:14]), "test": (images[14:], labels[14:])}}, path)
     settings = {**SETTINGS, "data_path": str(path)}
     overrides = {"quantizer": {"codebook_size": 64}, "train": {"max_steps": 3}}
-    results = []
+    results, specs = [], []
     for name, variant in FRONTIER_ROWS:
         spec = make_spec(settings, table="frontier", row=name, dataset="patches", task="vqvae", variant=variant,
                          seed=0, overrides=overrides)
@@ -63,11 +63,14 @@ def test_every_frontier_row_trains_and_reaches_the_report(tmp_path):
             assert spec["quantizer"] == {"type": "fsq", **variant["quantizer"]}  # no α, β, K: FSQ has none
         if spec["quantizer"].get("type") == "lfq":
             assert spec["quantizer"] == {"type": "lfq", "codebook_size": 64}
+        specs.append(spec)
         result = run_one(spec)
         assert not result["diverged"] and "error" not in result, name
         assert 0 < result["metrics"]["active_codes"] <= 1 and math.isfinite(result["metrics"]["mse01"]), name
         results.append({**result, "table": "frontier", "row": name})
-    lines, stats = report.frontier(results, "patches")
+    step_times = time_steps(specs, steps=2, warmup=1, repeats=1)
+    assert set(step_times) == {name for name, _ in FRONTIER_ROWS} and all(t > 0 for t in step_times.values())
+    lines, stats = report.frontier(results, "patches", step_times)
     assert len(lines) == 2 + len(FRONTIER_ROWS) and not any("pending" in line for line in lines)
     assert set(stats) == {name for name, _ in FRONTIER_ROWS} and FRONTIER_CROSS_CHECK <= set(stats)
     assert report.frontier_verdict(stats)[0].startswith("- Best configuration of the paper's techniques: Huh et al.")
