@@ -457,48 +457,59 @@ def plot_gap(results, out_dir: Path) -> str | None:
     return "figures/gradient_gap.png"
 
 
-def plot_table3(results, datasets, out_dir: Path) -> str | None:
-    if not _values(results, table="table3"):
-        return None
+def _mse_scatter(datasets, points, out_dir: Path, *, xlabel: str, title: str, filename: str, log_x: bool,
+                 log_y: bool = False) -> str:
+    """One panel per dataset of test MSE (mean ± std over seeds) against another metric; `points(dataset)` yields
+    (row name, (x mean, x std), (MSE mean, MSE std)). Returns the figure's path relative to the report."""
     plt = _plt()
     fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4.5), squeeze=False)
     for ax, dataset in zip(axes[0], datasets):
-        for i, (name, *_rest) in enumerate(TABLE3_ROWS):
+        for i, (name, x, mse) in enumerate(points(dataset)):
+            ax.errorbar(x[0], mse[0], xerr=x[1], yerr=mse[1], fmt="o", label=name, color=plt.cm.tab20(i))
+        if log_x:
+            ax.set_xscale("log")
+        if log_y:  # a collapsed row sits an order of magnitude above the rest
+            ax.set_yscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("test MSE (1e-3, [0,1] pixels)")
+        ax.set_title(f"{title} — {dataset}")
+    legend_ax = max(axes[0], key=lambda ax: len(ax.get_legend_handles_labels()[0]))  # the panel with every row
+    if legend_ax.get_legend_handles_labels()[0]:
+        legend_ax.legend(fontsize=7, loc="best")
+    fig.savefig(out_dir / filename, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return f"figures/{filename}"
+
+
+def plot_table3(results, datasets, out_dir: Path) -> str | None:
+    if not _values(results, table="table3"):
+        return None
+
+    def points(dataset):
+        for name, *_rest in TABLE3_ROWS:
             runs = _values(results, table="table3", row=name, dataset=dataset)
             mse, ppl = _stat(runs, "mse01", 1e3), _stat(runs, "perplexity")
             if mse and ppl:
-                ax.errorbar(ppl[0], mse[0], xerr=ppl[1], yerr=mse[1], fmt="o", label=name, color=f"C{i}")
-        ax.set_xscale("log")
-        ax.set_xlabel("test perplexity")
-        ax.set_ylabel("test MSE (1e-3, [0,1] pixels)")
-        ax.set_title(f"Table 3 — {dataset}")
-    if axes[0][-1].get_legend_handles_labels()[0]:
-        axes[0][-1].legend(fontsize=7, loc="best")
-    fig.savefig(out_dir / "table3_mse_vs_perplexity.png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return "figures/table3_mse_vs_perplexity.png"
+                yield name, ppl, mse
+
+    return _mse_scatter(datasets, points, out_dir, xlabel="test perplexity", title="Table 3",
+                        filename="table3_mse_vs_perplexity.png", log_x=True)
 
 
 def plot_frontier(results, datasets, out_dir: Path) -> str | None:
     if not _values(results, table="frontier"):
         return None
-    plt = _plt()
-    fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4.5), squeeze=False)
-    for ax, dataset in zip(axes[0], datasets):
-        for i, (name, *_rest) in enumerate(frontier_rows(dataset)):
+
+    def points(dataset):
+        for name, *_rest in frontier_rows(dataset):
             runs = _values(results, table="frontier", row=name, dataset=dataset)
             _add_frontier_metrics(runs)
-            mse, act = _stat(runs, "mse01", 1e3), _stat(runs, "codes_active", 100)
-            if mse and act:
-                ax.errorbar(act[0], mse[0], xerr=act[1], yerr=mse[1], fmt="o", label=name, color=plt.cm.tab20(i))
-        ax.set_xlabel("active codes % (test)")
-        ax.set_ylabel("test MSE (1e-3, [0,1] pixels)")
-        ax.set_title(f"Head to head — {dataset}")
-    if axes[0][-1].get_legend_handles_labels()[0]:
-        axes[0][-1].legend(fontsize=7, loc="best")
-    fig.savefig(out_dir / "frontier_mse_vs_active.png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return "figures/frontier_mse_vs_active.png"
+            mse, active = _stat(runs, "mse01", 1e3), _stat(runs, "codes_active", 100)
+            if mse and active:
+                yield name, active, mse
+
+    return _mse_scatter(datasets, points, out_dir, xlabel="active codes % (test)", title="Head to head",
+                        filename="frontier_mse_vs_active.png", log_x=False, log_y=True)
 
 
 __all__ = ["NOTES", "plot_frontier", "plot_gap", "plot_table3", "plot_toys", "render"]
