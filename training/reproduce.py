@@ -164,10 +164,11 @@ def main(argv=None) -> int:
         if previous.get("command") and previous.get("command") != command:
             ctx["extra_commands"] = [c for c in previous.get("extra_commands") or [] if c != command] + [command]
             ctx["command"] = previous["command"]
-        if "frontier" not in parts:
-            ctx.update({k: previous[k] for k in ("frontier_timing", "frontier_step_times") if previous.get(k)})
+        ctx.update({k: previous[k] for k in ("frontier_timing", "frontier_step_times") if previous.get(k)})
         if "toys" not in parts and previous.get("toys"):
             ctx["toys"] = previous["toys"]
+
+    frontier_runs = []  # head-to-head runs finished by this invocation
 
     def write(status: str | None = None) -> None:
         if status:
@@ -175,7 +176,7 @@ def main(argv=None) -> int:
         ctx["fig_table3"] = R.plot_table3(results, cfg["datasets"], fig_dir)
         ctx["fig_gap"] = R.plot_gap(results, fig_dir)
         ctx["fig_frontier"] = R.plot_frontier(results, cfg["datasets"], fig_dir)
-        if "frontier" in parts:  # this invocation's timing (with --resume, "timing" also tells the earlier ones)
+        if frontier_runs:  # the timing of the invocation that trained head-to-head runs
             ctx["frontier_timing"] = ctx.get("run_timing", "")
         (out / "results.md").write_text(R.render(results, ctx))
         info = {k: ctx.get(k) for k in ("command", "timing", "hardware", "status", "toys", "extra_commands",
@@ -237,6 +238,8 @@ def main(argv=None) -> int:
                     rec = {**res, "table": table, "row": row, "context": {"command": command}}
                     results.append(rec)
                     raw.write(json.dumps(rec) + "\n")
+                    if table == "frontier":
+                        frontier_runs.append(rec)
                 raw.flush()
                 n_done += 1
                 done_cost += A.estimated_cost(spec)
