@@ -112,7 +112,7 @@ def test_modules_load_offline_without_network(tmp_path):
 
 
 def test_compute_metrics_with_a_real_trainer(tmp_path):
-    datasets = pytest.importorskip("datasets")
+    import datasets  # a dependency of hf_vq
     from transformers import Trainer, TrainingArguments
 
     gen = torch.Generator().manual_seed(0)

@@ -348,7 +348,7 @@ def test_auto_classes_and_pipeline(tmp_path):
 
 
 def test_trainer_reduces_the_loss(tmp_path):
-    datasets = pytest.importorskip("datasets")
+    import datasets  # a dependency of hf_vq
     from transformers import Trainer, TrainingArguments
 
     gen = torch.Generator().manual_seed(0)
